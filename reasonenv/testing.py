@@ -1,0 +1,75 @@
+"""Tiny in-process tokenizer and model for tests and examples (no download, seconds to build).
+
+Example:
+    >>> from reasonenv.testing import tiny_tokenizer
+    >>> tok = tiny_tokenizer()
+    >>> tok.decode(tok.encode("\\\\boxed{7}", add_special_tokens=False))
+    '\\\\boxed{7}'
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+_CORPUS = [
+    "Solve the problem step by step. Separate the steps with a blank line and put the final "
+    "answer in \\boxed{}.\n\n",
+    "What is 3 + 4? First, 3 + 4 = 7.\n\nThe answer is \\boxed{7}.\n",
+    "Let x = 2. Then 2x + 1 = 5.\n\nSo \\frac{1}{2} + \\frac{1}{3} = \\frac{5}{6}.\n\n",
+    "#### 18\nThe final answer is 42.\n0123456789 +-*/=()[]{}^_.,$\\sqrt{2} \\pi π ≤ é",
+    "Question: Tom has 5 apples and buys 3 more. How many apples does he have?\nAnswer:",
+]
+
+
+@functools.lru_cache(maxsize=4)
+def tiny_tokenizer(vocab_size: int = 320) -> Any:
+    """A byte-level BPE tokenizer trained in-process on a small math corpus.
+
+    Every byte is in the vocabulary, so any text round-trips. Special tokens: ``<eos>``
+    (also pad) and ``<bos>``. Has a minimal chat template.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<eos>", "<bos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 20, trainer)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<eos>", bos_token="<bos>", pad_token="<eos>"
+    )
+    hf.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    )
+    return hf
+
+
+def tiny_model(tokenizer: Any | None = None, *, seed: int = 0, hidden_size: int = 32) -> Any:
+    """A randomly initialised 2-layer Llama causal LM sized for ``tokenizer`` (imports torch)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = tokenizer or tiny_tokenizer()
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(cfg).eval()
