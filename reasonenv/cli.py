@@ -1,0 +1,48 @@
+"""The ``reasonenv`` command line: ``grade``, ``demo``, ``envs``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reasonenv", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from reasonenv.grading.cli import add_grade_arguments
+
+    add_grade_arguments(sub.add_parser("grade", help="grade a response against a reference answer"))
+
+    demo = sub.add_parser("demo", help="run a scripted and a HF policy through MathSteps-v0")
+    demo.add_argument("--model", default="smollm2-135m-instruct")
+    demo.add_argument("--episodes", type=int, default=4)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--problems", default="procedural:arithmetic?difficulty=1")
+    demo.add_argument("--skip-model", action="store_true", help="only the scripted policy")
+
+    sub.add_parser("envs", help="list the registered environment ids")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``reasonenv`` command."""
+    args = build_parser().parse_args(argv)
+    if args.command == "grade":
+        from reasonenv.grading.cli import run_grade
+
+        return run_grade(args)
+    if args.command == "demo":
+        from reasonenv.demo import run_demo
+
+        return run_demo(args.model, args.episodes, args.seed, args.problems, args.skip_model)
+    if args.command == "envs":
+        from reasonenv import ENV_IDS
+
+        print("\n".join(ENV_IDS))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Validation of step actions: a str, or a mapping with text and optional token ids/log-probs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+ACTION_KEYS = ("text", "token_ids", "logprobs", "eos")
+
+
+@dataclass(frozen=True)
+class StepAction:
+    """A validated step action.
+
+    Attributes:
+        text: The step's decoded text.
+        token_ids: The policy's sampled token ids for this step, if it gave them.
+        logprobs: log pi_old of each sampled token (same length as ``token_ids``), if given.
+        eos: The policy ended the response (emitted its end-of-sequence token) after this step.
+    """
+
+    text: str
+    token_ids: tuple[int, ...] | None = None
+    logprobs: tuple[float, ...] | None = None
+    eos: bool = False
+
+
+def parse_action(action: Any) -> StepAction:
+    """Validate a raw action and return a :class:`StepAction`.
+
+    Raises:
+        TypeError: wrong types, naming the field and the value's type.
+        ValueError: unknown keys, or ``logprobs`` without or not matching ``token_ids``.
+    """
+    if isinstance(action, str):
+        return StepAction(text=action)
+    if not isinstance(action, Mapping):
+        raise TypeError(
+            f"action must be a str or a mapping with keys {ACTION_KEYS}, got {type(action).__name__}"
+        )
+    unknown = set(action) - set(ACTION_KEYS)
+    if unknown:
+        raise ValueError(f"unknown action key(s) {sorted(unknown)}; valid keys: {list(ACTION_KEYS)}")
+    if "text" not in action:
+        raise ValueError("action mapping needs a 'text' field (the step's decoded text)")
+    text = action["text"]
+    if not isinstance(text, str):
+        raise TypeError(f"action['text'] must be a str, got {type(text).__name__}")
+    token_ids = action.get("token_ids")
+    if token_ids is not None:
+        if isinstance(token_ids, (str, bytes)) or not isinstance(token_ids, Sequence) and not hasattr(
+            token_ids, "tolist"
+        ):
+            raise TypeError(f"action['token_ids'] must be a sequence of ints, got {type(token_ids).__name__}")
+        seq = token_ids.tolist() if hasattr(token_ids, "tolist") else list(token_ids)
+        if not all(isinstance(t, int) and t >= 0 for t in seq):
+            bad = next(t for t in seq if not (isinstance(t, int) and t >= 0))
+            raise TypeError(f"action['token_ids'] must hold non-negative ints, found {bad!r}")
+        token_ids = tuple(seq)
+    logprobs = action.get("logprobs")
+    if logprobs is not None:
+        if token_ids is None:
+            raise ValueError("action['logprobs'] given without action['token_ids']")
+        seq = logprobs.tolist() if hasattr(logprobs, "tolist") else list(logprobs)
+        if len(seq) != len(token_ids):
+            raise ValueError(
+                f"action['logprobs'] has {len(seq)} entries but action['token_ids'] has {len(token_ids)}"
+            )
+        vals = tuple(float(x) for x in seq)
+        if any(math.isnan(v) or v > 1e-6 for v in vals):
+            bad = next(v for v in vals if math.isnan(v) or v > 1e-6)
+            raise ValueError(f"action['logprobs'] must be log-probabilities (<= 0), found {bad!r}")
+        logprobs = vals
+    eos = action.get("eos", False)
+    if not isinstance(eos, bool):
+        raise TypeError(f"action['eos'] must be a bool, got {type(eos).__name__}")
+    return StepAction(text=text, token_ids=token_ids, logprobs=logprobs, eos=eos)

@@ -1,0 +1,231 @@
+"""A vector env of B problems x G samples: the unit GRPO-style training works in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from reasonenv.problems.base import Problem
+
+
+@dataclass
+class GroupResult:
+    """A finished group: G responses to one problem.
+
+    Attributes:
+        group: Group index in ``[0, B)``.
+        problem_id: The shared problem's id.
+        outcomes: Verified outcome (1.0/0.0) of each member, shape ``(G,)``.
+        returns: Sum of each member's step rewards, shape ``(G,)``.
+        step_rewards: Per member, the list of per-step rewards.
+        reward_terms: Per member, the list of per-step ``reward_terms`` dicts.
+        verdicts: Per member, the final verdict dict.
+        responses: Per member, the full response text.
+    """
+
+    group: int
+    problem_id: str
+    outcomes: np.ndarray
+    returns: np.ndarray
+    step_rewards: list[list[float]] = field(default_factory=list)
+    reward_terms: list[list[dict[str, float]]] = field(default_factory=list)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    responses: list[str] = field(default_factory=list)
+
+
+class GroupVectorEnv(VectorEnv):
+    """``num_problems`` groups of ``group_size`` sub-envs; each group shares one problem.
+
+    Sub-env ``i`` belongs to group ``i // group_size``. A reset draws one problem per group
+    (from the vector env's seeded ``np_random``) and resets every member on it. Members that
+    finish early are idle (``info["active"]`` False, reward 0, actions ignored) until their whole
+    group has finished; the step on which the last member finishes reports the group once, in
+    ``info["group_end"][b]`` (a :class:`GroupResult`, masked by ``info["_group_end"]``). With
+    ``autoreset=True`` the group is reset on a new problem on the next ``step`` (gymnasium's
+    next-step autoreset: the actions of that step are ignored for its members).
+
+    Example:
+        >>> import reasonenv
+        >>> venv = reasonenv.make_group_env("reasonenv/MathSteps-v0", num_problems=2, group_size=3)
+        >>> obs, info = venv.reset(seed=0)
+        >>> len(obs), obs[0] == obs[2], info["problem_id"][0] == info["problem_id"][3]
+        (6, True, False)
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self, env_fns: Sequence[Any], num_problems: int, group_size: int, *, autoreset: bool = True
+    ) -> None:
+        if num_problems < 1 or group_size < 1:
+            raise ValueError(f"num_problems and group_size must be >= 1, got {num_problems}, {group_size}")
+        if len(env_fns) != num_problems * group_size:
+            raise ValueError(f"need {num_problems * group_size} env_fns, got {len(env_fns)}")
+        self.envs = [fn() for fn in env_fns]
+        self.num_problems = num_problems
+        self.group_size = group_size
+        self.num_envs = num_problems * group_size
+        self.autoreset = autoreset
+        self.single_observation_space = self.envs[0].observation_space
+        self.single_action_space = self.envs[0].action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.spec = self.envs[0].spec
+        self._done = np.zeros(self.num_envs, dtype=bool)
+        self._needs_reset = np.zeros(num_problems, dtype=bool)
+        self._reported = np.zeros(num_problems, dtype=bool)
+        self._obs: list[Any] = [None] * self.num_envs
+        self._traj: list[dict[str, list]] = [self._empty_traj() for _ in range(self.num_envs)]
+        self._problems: list[Problem | None] = [None] * num_problems
+        self._sub_seed_base = 0
+
+    # ------------------------------------------------------------------ API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Reset every group.
+
+        Options:
+            problems: a list of B :class:`Problem` (evaluation picks the problems itself).
+        """
+        super().reset(seed=seed)
+        options = dict(options or {})
+        problems = options.pop("problems", None)
+        if options:
+            raise ValueError(f"unknown reset option(s) {sorted(options)}; valid: problems")
+        if problems is not None and len(problems) != self.num_problems:
+            raise ValueError(f"options['problems'] needs {self.num_problems} problems, got {len(problems)}")
+        self._sub_seed_base = int(self.np_random.integers(2**31 - 1))
+        infos: dict[str, Any] = {}
+        for b in range(self.num_problems):
+            self._reset_group(b, problems[b] if problems is not None else None, infos)
+        return tuple(self._obs), infos
+
+    def step(
+        self, actions: Sequence[Any]
+    ) -> tuple[tuple[Any, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every active sub-env with its action; idle and resetting members ignore theirs."""
+        if len(actions) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} actions, got {len(actions)}")
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        terms = np.zeros(self.num_envs, dtype=bool)
+        truncs = np.zeros(self.num_envs, dtype=bool)
+        infos: dict[str, Any] = {}
+        active = np.zeros(self.num_envs, dtype=bool)
+        resetting = set(np.flatnonzero(self._needs_reset).tolist())
+        for b in resetting:
+            self._reset_group(b, None, infos)
+        group_end = np.full(self.num_problems, None, dtype=object)
+        for i in range(self.num_envs):
+            b = i // self.group_size
+            if b in resetting or self._done[i]:
+                continue
+            obs, r, te, tr, info = self.envs[i].step(actions[i])
+            active[i] = True
+            self._obs[i] = obs
+            rewards[i], terms[i], truncs[i] = r, te, tr
+            tj = self._traj[i]
+            tj["rewards"].append(float(r))
+            tj["terms"].append(dict(info.get("reward_terms", {})))
+            if te or tr:
+                self._done[i] = True
+                tj["verdict"] = info.get("verdict", {})
+                tj["outcome"] = float(info.get("outcome", 0.0))
+                tj["response"] = self.envs[i].unwrapped.state.response
+            self._add_info(infos, info, i)
+        for b in range(self.num_problems):
+            members = slice(b * self.group_size, (b + 1) * self.group_size)
+            if b not in resetting and self._done[members].all() and not self._reported[b]:
+                group_end[b] = self._group_result(b)
+                self._reported[b] = True
+                self._needs_reset[b] = self.autoreset
+        infos["active"] = active
+        if any(g is not None for g in group_end):
+            infos["group_end"] = group_end
+            infos["_group_end"] = np.array([g is not None for g in group_end])
+        return tuple(self._obs), rewards, terms, truncs, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Close every sub-env."""
+        for env in self.envs:
+            env.close()
+
+    @property
+    def problems(self) -> list[Problem | None]:
+        """The problem each group is working on."""
+        return list(self._problems)
+
+    @property
+    def done_mask(self) -> np.ndarray:
+        """Which sub-envs have finished their current episode, shape ``(B*G,)``."""
+        return self._done.copy()
+
+    def all_done(self) -> bool:
+        """True when every group has finished (useful with ``autoreset=False``)."""
+        return bool(self._done.all())
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _empty_traj() -> dict[str, Any]:
+        return {"rewards": [], "terms": [], "verdict": {}, "outcome": 0.0, "response": ""}
+
+    def _reset_group(self, b: int, problem: Problem | None, infos: dict[str, Any]) -> None:
+        if problem is None:
+            problem = self.envs[b * self.group_size].unwrapped.source.sample(self.np_random)
+        self._problems[b] = problem
+        self._needs_reset[b] = False
+        self._reported[b] = False
+        for i in range(b * self.group_size, (b + 1) * self.group_size):
+            obs, info = self.envs[i].reset(
+                seed=self._sub_seed_base + i, options={"problem": problem}
+            )
+            self._obs[i] = obs
+            self._done[i] = False
+            self._traj[i] = self._empty_traj()
+            self._add_info(infos, info, i)
+
+    def _group_result(self, b: int) -> GroupResult:
+        idx = range(b * self.group_size, (b + 1) * self.group_size)
+        tjs = [self._traj[i] for i in idx]
+        problem = self._problems[b]
+        return GroupResult(
+            group=b,
+            problem_id=problem.id if problem is not None else "",
+            outcomes=np.array([t["outcome"] for t in tjs]),
+            returns=np.array([sum(t["rewards"]) for t in tjs]),
+            step_rewards=[list(t["rewards"]) for t in tjs],
+            reward_terms=[list(t["terms"]) for t in tjs],
+            verdicts=[t["verdict"] for t in tjs],
+            responses=[t["response"] for t in tjs],
+        )
+
+
+def make_group_env(
+    env_id: str,
+    num_problems: int = 1,
+    group_size: int = 8,
+    *,
+    autoreset: bool = True,
+    **env_kwargs: Any,
+) -> GroupVectorEnv:
+    """Build a :class:`GroupVectorEnv` of ``num_problems x group_size`` copies of ``env_id``.
+
+    Args:
+        env_id: A registered id such as ``"reasonenv/MathSteps-v0"``.
+        num_problems: B, the number of problems stepped in parallel.
+        group_size: G, the number of samples per problem.
+        autoreset: Reset a finished group on a new problem at the next step.
+        **env_kwargs: Passed to ``gymnasium.make`` for every sub-env.
+
+    Raises:
+        gymnasium.error.Error: for an unknown ``env_id`` (the message lists close matches).
+    """
+    gym.spec(env_id)  # fail early with gymnasium's own "not found" error
+    fns = [lambda: gym.make(env_id, **env_kwargs) for _ in range(num_problems * group_size)]
+    return GroupVectorEnv(fns, num_problems, group_size, autoreset=autoreset)
