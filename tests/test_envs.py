@@ -312,3 +312,11 @@ def test_group_env_without_autoreset_reports_once():
 def test_make_group_env_rejects_unknown_ids():
     with pytest.raises(gym.error.Error):
         reasonenv.make_group_env("reasonenv/Nope-v0", num_problems=1, group_size=2)
+
+
+def test_eos_text_is_not_part_of_the_graded_answer(tiny_tok):
+    env = gym.make("reasonenv/MathSteps-v0", tokenizer=tiny_tok)
+    env.reset(options={"problem": PROBLEM})
+    ids = tiny_tok.encode("The answer is 5.", add_special_tokens=False) + [tiny_tok.eos_token_id]
+    _, r, te, _, info = env.step({"text": tiny_tok.decode(ids), "token_ids": ids})
+    assert te and r == 1.0 and info["verdict"]["extracted"] == "5"

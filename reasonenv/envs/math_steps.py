@@ -339,6 +339,9 @@ class MathStepsEnv(gym.Env[str, Any]):
     def _grade(self, response: str, reference: str) -> Any:
         from reasonenv.grading import grade
 
+        eos_text = getattr(self.tokenizer, "eos_token", None) if self.tokenizer is not None else None
+        if eos_text and response.endswith(eos_text):
+            response = response[: -len(eos_text)]  # the EOS marker is not part of the answer
         return grade(
             response,
             reference,
