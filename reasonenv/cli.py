@@ -1,4 +1,4 @@
-"""The ``reasonenv`` command line: ``grade``, ``demo``, ``envs``."""
+"""The ``reasonenv`` command line: ``grade``, ``demo``, ``shapers``, ``envs``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--problems", default="procedural:arithmetic?difficulty=1")
     demo.add_argument("--skip-model", action="store_true", help="only the scripted policy")
 
+    from reasonenv.shaping.cli import add_shapers_arguments
+
+    add_shapers_arguments(sub.add_parser("shapers", help="list the registered reward shapers"))
     sub.add_parser("envs", help="list the registered environment ids")
     return parser
 
@@ -36,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         from reasonenv.demo import run_demo
 
         return run_demo(args.model, args.episodes, args.seed, args.problems, args.skip_model)
+    if args.command == "shapers":
+        from reasonenv.shaping.cli import run_shapers
+
+        return run_shapers(args)
     if args.command == "envs":
         from reasonenv import ENV_IDS
 
