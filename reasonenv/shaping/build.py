@@ -1,0 +1,149 @@
+"""Build a :class:`~reasonenv.shaping.services.Services` from a plain spec (dict, YAML, CLI).
+
+Spec keys (all optional):
+
+* ``"ref_model"``: a ``RefLogprobScorer``; ``"hash"`` (:class:`HashRefScorer`); or a model
+  name/path (:class:`~reasonenv.shaping.hf_services.HFRefScorer`); or a dict
+  ``{"model": name, **HFRefScorer kwargs}``.
+* ``"prm"``: a ``PRMScorer``; ``"heuristic"`` (:class:`HeuristicPRM`); or a dict
+  ``{"model": path, "kind": "step_tag" | "quantile", **kwargs}`` (``"kind"`` defaults to
+  ``"step_tag"``: :class:`HFStepPRM`; ``"quantile"``: :meth:`QuantileHeadPRM.from_pretrained`).
+* ``"prover"``: a ``ProverService``; or a dict ``{"model": name, "temperature": 1.0,
+  "top_p": 1.0, "max_new_tokens": 256, "batch_size": 8, "seed": 0, "cache_size": 100000}`` for
+  ``MCProver(HFSampler(...))``. ``"K"`` and ``"m"`` are accepted and kept as the prover's
+  ``default_K`` / ``default_m`` attributes (the PAV shaper's own K and m are what it passes).
+* ``"grader"``: a ``grade_batch``-like callable (default :func:`reasonenv.grading.grade_batch`).
+
+Importing this module does not import torch; model-backed services import it when built.
+
+Example:
+    >>> svc = build_services({"ref_model": "hash", "prm": "heuristic"})
+    >>> type(svc.ref_logprobs).__name__, type(svc.prm).__name__, svc.prover is None
+    ('HashRefScorer', 'HeuristicPRM', True)
+    >>> build_services({"reward_model": "x"})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown services key 'reward_model'; valid keys: ['grader', 'prm', 'prover', 'ref_model']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reasonenv.shaping.fake_services import HashRefScorer, HeuristicPRM
+from reasonenv.shaping.prover import MCProver
+from reasonenv.shaping.services import PRMScorer, ProverService, RefLogprobScorer, Services
+
+VALID_KEYS = ("grader", "prm", "prover", "ref_model")
+_PROVER_SAMPLER_KEYS = ("temperature", "top_p", "max_new_tokens", "batch_size", "dtype")
+_PROVER_KEYS = ("model", "K", "m", "seed", "cache_size", "max_prefix_chars", *_PROVER_SAMPLER_KEYS)
+
+
+def _bad(key: str, value: Any, expected: str) -> ValueError:
+    return ValueError(f"services[{key!r}]={value!r} is not valid; expected {expected}")
+
+
+def _ref(value: Any) -> RefLogprobScorer:
+    expected = '"hash", a model name/path, {"model": ..., **HFRefScorer kwargs}, or a RefLogprobScorer'
+    if isinstance(value, str):
+        if value == "hash":
+            return HashRefScorer()
+        if not value.strip():
+            raise _bad("ref_model", value, expected)
+        from reasonenv.shaping.hf_services import HFRefScorer
+
+        return HFRefScorer(value)
+    if isinstance(value, Mapping):
+        kw = dict(value)
+        if not isinstance(kw.get("model"), str):
+            raise _bad("ref_model", value, expected + ' (a dict needs "model")')
+        from reasonenv.shaping.hf_services import HFRefScorer
+
+        return HFRefScorer(kw.pop("model"), **kw)
+    if isinstance(value, RefLogprobScorer):
+        return value
+    raise _bad("ref_model", value, expected)
+
+
+def _prm(value: Any) -> PRMScorer:
+    expected = '"heuristic", {"model": path, "kind": "step_tag" | "quantile", ...}, or a PRMScorer'
+    if value == "heuristic":
+        return HeuristicPRM()
+    if isinstance(value, Mapping):
+        kw = dict(value)
+        kind = kw.pop("kind", "step_tag")
+        model = kw.pop("model", None)
+        if not isinstance(model, str) or kind not in ("step_tag", "quantile"):
+            raise _bad("prm", value, expected)
+        from reasonenv.shaping import hf_services as hf
+
+        if kind == "quantile":
+            return hf.QuantileHeadPRM.from_pretrained(model, **kw)
+        return hf.HFStepPRM(model, **kw)
+    if not isinstance(value, str) and isinstance(value, PRMScorer):
+        return value
+    raise _bad("prm", value, expected)
+
+
+def _prover(value: Any) -> ProverService:
+    expected = '{"model": name/path, "temperature": ..., "max_new_tokens": ...} or a ProverService'
+    if isinstance(value, Mapping):
+        kw = dict(value)
+        unknown = sorted(set(kw) - set(_PROVER_KEYS))
+        if unknown:
+            raise ValueError(f"unknown services['prover'] key(s) {unknown}; valid: {sorted(_PROVER_KEYS)}")
+        if not isinstance(kw.get("model"), str):
+            raise _bad("prover", value, expected + ' (a dict needs "model")')
+        from reasonenv.shaping.hf_services import HFSampler
+
+        sampler = HFSampler(kw["model"], **{k: kw[k] for k in _PROVER_SAMPLER_KEYS if k in kw})
+        prover = MCProver(sampler, seed=kw.get("seed", 0), cache_size=kw.get("cache_size", 100_000),
+                          max_prefix_chars=kw.get("max_prefix_chars"))
+        prover.default_K, prover.default_m = kw.get("K"), kw.get("m")  # type: ignore[attr-defined]
+        return prover
+    if isinstance(value, ProverService):
+        return value
+    raise _bad("prover", value, expected)
+
+
+def build_services(spec: Services | Mapping[str, Any] | None) -> Services:
+    """Build the services an env offers its shapers.
+
+    Args:
+        spec: None (only the default grader), a :class:`Services` (returned as is), or a dict
+            with keys among ``ref_model``, ``prm``, ``prover``, ``grader`` (see the module
+            docstring). A None value leaves that service out.
+
+    Raises:
+        ValueError: On an unknown key (listing the valid ones) or a value a key cannot take
+            (naming the key and the value).
+
+    Example:
+        >>> build_services(None).grader.__name__
+        'grade_batch'
+    """
+    from reasonenv.grading import grade_batch
+
+    if spec is None:
+        return Services(grader=grade_batch)
+    if isinstance(spec, Services):
+        return spec
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"services must be None, a Services or a dict, got {type(spec).__name__}: {spec!r}")
+    for key in spec:
+        if key not in VALID_KEYS:
+            raise ValueError(f"unknown services key {key!r}; valid keys: {list(VALID_KEYS)}")
+    grader = spec.get("grader")
+    if grader is not None and not callable(grader):
+        raise _bad("grader", grader, "a callable [(response, reference)] -> [Verdict]")
+    ref, prm, prover = spec.get("ref_model"), spec.get("prm"), spec.get("prover")
+    svc = Services(
+        ref_logprobs=_ref(ref) if ref is not None else None,
+        prm=_prm(prm) if prm is not None else None,
+        prover=_prover(prover) if prover is not None else None,
+        grader=grader or grade_batch,
+    )
+    if isinstance(svc.prover, MCProver) and isinstance(prover, Mapping) and grader is not None:
+        svc.prover.grader = grader  # the prover grades with the same grader as the env
+    return svc
