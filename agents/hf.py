@@ -63,8 +63,6 @@ class HFPolicy:
             self._decoders.pop(s, None)
 
     def act(self, observations: Sequence[Any], slots: Sequence[int]) -> list[dict[str, Any]]:
-        import torch
-
         for obs, slot in zip(observations, slots):
             if slot not in self._prompt_ids:
                 text = obs if isinstance(obs, str) else obs["text"]

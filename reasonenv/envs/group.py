@@ -11,6 +11,9 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from reasonenv.envs.actions import parse_action
+from reasonenv.envs.math_steps import MathStepsEnv
+from reasonenv.envs.stepping import StepRecord, step_batch
 from reasonenv.problems.base import Problem
 
 
@@ -27,6 +30,9 @@ class GroupResult:
         reward_terms: Per member, the list of per-step ``reward_terms`` dicts.
         verdicts: Per member, the final verdict dict.
         responses: Per member, the full response text.
+        group_terms: Per group-end shaper (e.g. ``progrs``), one weighted term per member.
+        enters: Per shaper, where its term enters optimisation (``"reward"``/``"advantage"``).
+        episodes: Per member, the finished :class:`~reasonenv.shaping.base.EpisodeRecord`.
     """
 
     group: int
@@ -37,6 +43,9 @@ class GroupResult:
     reward_terms: list[list[dict[str, float]]] = field(default_factory=list)
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     responses: list[str] = field(default_factory=list)
+    group_terms: dict[str, list[float]] = field(default_factory=dict)
+    enters: dict[str, str] = field(default_factory=dict)
+    episodes: list[Any] = field(default_factory=list)
 
 
 class GroupVectorEnv(VectorEnv):
@@ -122,23 +131,22 @@ class GroupVectorEnv(VectorEnv):
         for b in resetting:
             self._reset_group(b, None, infos)
         group_end = np.full(self.num_problems, None, dtype=object)
-        for i in range(self.num_envs):
-            b = i // self.group_size
-            if b in resetting or self._done[i]:
-                continue
-            obs, r, te, tr, info = self.envs[i].step(actions[i])
+        live = [i for i in range(self.num_envs)
+                if (i // self.group_size) not in resetting and not self._done[i]]
+        for i, (obs, rec) in zip(live, self._step_live(live, actions)):
             active[i] = True
             self._obs[i] = obs
-            rewards[i], terms[i], truncs[i] = r, te, tr
+            rewards[i], terms[i], truncs[i] = rec.reward, rec.terminated, rec.truncated
             tj = self._traj[i]
-            tj["rewards"].append(float(r))
-            tj["terms"].append(dict(info.get("reward_terms", {})))
-            if te or tr:
+            tj["rewards"].append(rec.reward)
+            tj["terms"].append(dict(rec.info.get("reward_terms", {})))
+            if rec.terminated or rec.truncated:
                 self._done[i] = True
-                tj["verdict"] = info.get("verdict", {})
-                tj["outcome"] = float(info.get("outcome", 0.0))
-                tj["response"] = self.envs[i].unwrapped.state.response
-            self._add_info(infos, info, i)
+                tj["verdict"] = rec.info.get("verdict", {})
+                tj["outcome"] = float(rec.info.get("outcome", 0.0))
+                tj["episode"] = rec.episode
+                tj["response"] = rec.episode.response if rec.episode is not None else ""
+            self._add_info(infos, rec.info, i)
         for b in range(self.num_problems):
             members = slice(b * self.group_size, (b + 1) * self.group_size)
             if b not in resetting and self._done[members].all() and not self._reported[b]:
@@ -171,9 +179,26 @@ class GroupVectorEnv(VectorEnv):
         return bool(self._done.all())
 
     # ------------------------------------------------------------------ internals
+    def _step_live(self, live: list[int], actions: Sequence[Any]) -> list[tuple[Any, Any]]:
+        """Step the live sub-envs: step-level envs in one batch, others one by one."""
+        if not live:
+            return []
+        inner = [self.envs[i].unwrapped for i in live]
+        if all(isinstance(e, MathStepsEnv) for e in inner):
+            pendings = [env._begin(parse_action(actions[i])) for env, i in zip(inner, live)]
+            records = step_batch(inner, pendings)
+            return [(env._observation(), rec) for env, rec in zip(inner, records)]
+        out = []
+        for i in live:
+            obs, r, te, tr, info = self.envs[i].step(actions[i])
+            ep = self.envs[i].unwrapped.last_episode if (te or tr) else None
+            out.append((obs, StepRecord(float(r), bool(te), bool(tr), info, ep)))
+        return out
+
     @staticmethod
     def _empty_traj() -> dict[str, Any]:
-        return {"rewards": [], "terms": [], "verdict": {}, "outcome": 0.0, "response": ""}
+        return {"rewards": [], "terms": [], "verdict": {}, "outcome": 0.0, "response": "",
+                "episode": None}
 
     def _reset_group(self, b: int, problem: Problem | None, infos: dict[str, Any]) -> None:
         if problem is None:
@@ -194,6 +219,8 @@ class GroupVectorEnv(VectorEnv):
         idx = range(b * self.group_size, (b + 1) * self.group_size)
         tjs = [self._traj[i] for i in idx]
         problem = self._problems[b]
+        pipeline = self.envs[0].unwrapped.pipeline
+        episodes = [t["episode"] for t in tjs]
         return GroupResult(
             group=b,
             problem_id=problem.id if problem is not None else "",
@@ -203,6 +230,9 @@ class GroupVectorEnv(VectorEnv):
             reward_terms=[list(t["terms"]) for t in tjs],
             verdicts=[t["verdict"] for t in tjs],
             responses=[t["response"] for t in tjs],
+            group_terms=pipeline.group_end(episodes),
+            enters=pipeline.enters(),
+            episodes=episodes,
         )
 
 
@@ -221,11 +251,22 @@ def make_group_env(
         num_problems: B, the number of problems stepped in parallel.
         group_size: G, the number of samples per problem.
         autoreset: Reset a finished group on a new problem at the next step.
-        **env_kwargs: Passed to ``gymnasium.make`` for every sub-env.
+        **env_kwargs: Passed to ``gymnasium.make`` for every sub-env; ``shapers`` and
+            ``services`` are built once into a pipeline that all sub-envs share.
 
     Raises:
         gymnasium.error.Error: for an unknown ``env_id`` (the message lists close matches).
     """
+    from reasonenv.shaping.pipeline import RewardPipeline
+
     gym.spec(env_id)  # fail early with gymnasium's own "not found" error
-    fns = [lambda: gym.make(env_id, **env_kwargs) for _ in range(num_problems * group_size)]
+    shapers = env_kwargs.pop("shapers", None)
+    services = env_kwargs.pop("services", None)
+    # One pipeline for all sub-envs: services (reference model, PRM, prover) load once and
+    # shaper calls are batched across the whole B x G batch.
+    pipeline = shapers if isinstance(shapers, RewardPipeline) else RewardPipeline(shapers, services)
+    fns = [
+        (lambda i=i: gym.make(env_id, shapers=pipeline, slot=i, **env_kwargs))
+        for i in range(num_problems * group_size)
+    ]
     return GroupVectorEnv(fns, num_problems, group_size, autoreset=autoreset)

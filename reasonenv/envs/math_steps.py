@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -12,30 +12,13 @@ import numpy as np
 from reasonenv.envs.actions import StepAction, parse_action
 from reasonenv.envs.prompts import PromptTemplate
 from reasonenv.envs.spaces import UnicodeText
+from reasonenv.envs.stepping import EpisodeState, Pending, StepRecord, step_batch
+from reasonenv.envs.termination import final_answer_end, has_final_answer
 from reasonenv.problems.base import Problem
 from reasonenv.segmentation import Segmenter, token_char_ends
 
-
-@dataclass
-class EpisodeState:
-    """Everything the env knows about the running episode."""
-
-    problem: Problem
-    prompt: str
-    steps: list[str] = field(default_factory=list)
-    response: str = ""
-    n_tokens: int = 0
-    done: bool = False
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """What one step produced: reward, flags and the info dict returned by ``step``."""
-
-    reward: float
-    terminated: bool
-    truncated: bool
-    info: dict[str, Any]
+# Episode ids for whole-response scoring never collide with live episodes' (>= 0).
+_SCRATCH_IDS = itertools.count(-1, -1)
 
 
 class MathStepsEnv(gym.Env[str, Any]):
@@ -48,7 +31,8 @@ class MathStepsEnv(gym.Env[str, Any]):
     holds a final answer (``\\boxed{}``, ``\\fbox{}``, "The answer is ...", ``#### n``) or the
     policy signals EOS, and is truncated (never both) after ``max_steps`` steps or
     ``max_tokens`` response tokens. The reward is the verified outcome (1.0 correct, else 0.0)
-    on the last step and 0 before; ``info["reward_terms"]`` reports every term per step.
+    plus the terms of the configured reward shapers; ``info["reward_terms"]`` reports every
+    weighted term per step and the reward is their sum.
 
     Args:
         problems: A :class:`~reasonenv.problems.ProblemSource`, a list of problems, or a source
@@ -56,14 +40,20 @@ class MathStepsEnv(gym.Env[str, Any]):
         prompt: A :class:`PromptTemplate`, template string or kwargs dict.
         tokenizer: Optional Hugging Face tokenizer: counts tokens, applies chat templates,
             decodes token ids and enables ``obs_mode="dict"``.
-        split: Step segmentation used by :meth:`score_response` (``"\\n\\n"``, ``"\\n"``,
-            ``"fixed:N"``).
+        split: Step segmentation used by :meth:`score_response` and token-level stepping
+            (``"\\n\\n"``, ``"\\n"``, ``"fixed:N"``). Default: what a shaper asks for (PRL:
+            ``fixed:256``), else ``"\\n\\n"``.
         max_steps: Truncate after this many steps.
         max_tokens: Truncate once the response has this many tokens (characters when neither
             the action nor a tokenizer gives tokens).
         max_step_chars: Longest accepted step; longer steps are cut and the episode truncated.
         max_prompt_chars: Longest accepted prompt; longer prompts raise at reset.
         obs_mode: ``"text"`` (default) or ``"dict"`` = text plus padded prompt+response token ids.
+        shapers: Reward shapers: names, ``{"name", "weight", **kwargs}`` dicts or instances
+            (``outcome`` is always included), or a shared :class:`RewardPipeline`.
+        services: Services the shapers need (:class:`~reasonenv.shaping.services.Services` or a
+            dict for :func:`~reasonenv.shaping.build.build_services`).
+        slot: This env's index inside a group env (keys per-episode service caches).
         grader_timeout: Seconds allowed for grading one answer (worker process, hard limit).
         last_number_fallback: Grade the last number when no final answer is marked.
         render_mode: ``None``, ``"ansi"`` or ``"human"``.
@@ -85,21 +75,25 @@ class MathStepsEnv(gym.Env[str, Any]):
         *,
         prompt: PromptTemplate | str | dict | None = None,
         tokenizer: Any | None = None,
-        split: str = "\n\n",
+        split: str | None = None,
         max_steps: int = 16,
         max_tokens: int = 512,
         max_step_chars: int = 8192,
         max_prompt_chars: int = 16384,
         obs_mode: str = "text",
+        shapers: Any = None,
+        services: Any = None,
+        slot: int = 0,
         grader_timeout: float = 2.0,
         last_number_fallback: bool = False,
         render_mode: str | None = None,
     ) -> None:
         from reasonenv.problems import make_source
+        from reasonenv.shaping.pipeline import RewardPipeline
 
         for name, value in (("max_steps", max_steps), ("max_tokens", max_tokens),
                             ("max_step_chars", max_step_chars), ("max_prompt_chars", max_prompt_chars)):
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if obs_mode not in ("text", "dict"):
             raise ValueError(f"obs_mode must be 'text' or 'dict', got {obs_mode!r}")
@@ -110,12 +104,21 @@ class MathStepsEnv(gym.Env[str, Any]):
         self.source = make_source(problems)
         self.prompt_template = PromptTemplate.coerce(prompt)
         self.tokenizer = tokenizer
-        self.segmenter = Segmenter(split)
+        if isinstance(shapers, RewardPipeline):
+            self.pipeline = shapers
+        else:
+            self.pipeline = RewardPipeline(shapers if shapers is None or isinstance(shapers, (list, tuple)) else [shapers], services)
+        wanted, explicit = self.pipeline.preferred_split()
+        if split is not None and wanted is not None and explicit and split != wanted:
+            raise ValueError(f"env split={split!r} conflicts with a shaper's split={wanted!r}")
+        self.segmenter = Segmenter(split or wanted or "\n\n")
+        self._check_services_fit()
         self.max_steps = max_steps
         self.max_tokens = max_tokens
         self.max_step_chars = max_step_chars
         self.max_prompt_chars = max_prompt_chars
         self.obs_mode = obs_mode
+        self.slot = slot
         self.grader_timeout = grader_timeout
         self.last_number_fallback = last_number_fallback
         self.render_mode = render_mode
@@ -130,8 +133,13 @@ class MathStepsEnv(gym.Env[str, Any]):
             tok_space = token_observation_space(len(tokenizer), self._max_obs_tokens)
             self.observation_space = gym.spaces.Dict({"text": text_space, **tok_space.spaces})
         self.state: EpisodeState | None = None
-        self._prompt_ids: list[int] = []
-        self._response_ids: list[int] = []
+        self._episodes = 0
+        self._last_episode: Any = None
+
+    def _check_services_fit(self) -> None:
+        needs_tokens = [s.name for s in self.pipeline.slots if "ref_logprobs" in type(s.shaper).services]
+        if needs_tokens and self.tokenizer is None:
+            raise ValueError(f"shaper(s) {needs_tokens} score tokens: pass tokenizer= to the env")
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(
@@ -151,10 +159,15 @@ class MathStepsEnv(gym.Env[str, Any]):
                 f"prompt of problem {problem.id!r} has {len(prompt)} characters, over "
                 f"max_prompt_chars={self.max_prompt_chars}"
             )
-        self.state = EpisodeState(problem=problem, prompt=prompt)
+        if self.state is not None and not self.state.done:
+            self.pipeline.release(self.slot, self.state.episode_id)
+        prompt_ids = None
         if self.tokenizer is not None:
-            self._prompt_ids = list(self.tokenizer.encode(prompt, add_special_tokens=False))
-            self._response_ids = []
+            prompt_ids = tuple(self.tokenizer.encode(prompt, add_special_tokens=False))
+        self.state = EpisodeState(problem=problem, prompt=prompt, slot=self.slot,
+                                  episode_id=self._episodes, prompt_ids=prompt_ids)
+        self._episodes += 1
+        self.pipeline.reset_slot(self.slot)
         info = {"problem_id": problem.id, "step_index": 0, "source": problem.source}
         return self._observation(), info
 
@@ -164,10 +177,16 @@ class MathStepsEnv(gym.Env[str, Any]):
             raise RuntimeError("call reset() before step()")
         if self.state.done:
             raise RuntimeError("episode is over: call reset() before step()")
-        record = self._apply(parse_action(action))
+        (record,) = step_batch([self], [self._begin(parse_action(action))])
+        self._last_episode = record.episode
         if self.render_mode == "human":
             print(self.render())
         return self._observation(), record.reward, record.terminated, record.truncated, record.info
+
+    @property
+    def last_episode(self) -> Any:
+        """The :class:`~reasonenv.shaping.base.EpisodeRecord` of the last finished episode."""
+        return self._last_episode
 
     def render(self) -> str | None:
         """Return (``"ansi"``) or print (``"human"``) the prompt and the steps so far."""
@@ -189,19 +208,17 @@ class MathStepsEnv(gym.Env[str, Any]):
 
         The response is cut by the env's segmenter (on token boundaries when ``token_ids`` and
         a tokenizer are given), cut again after the first step that completes a final answer,
-        graded once, and turned into the exact per-step records ``step`` would have returned.
-        It does not change the env's episode state.
+        graded once, and every shaper is called once for all its steps. The records equal
+        what ``step`` returns step by step. The env's own episode is left untouched.
 
         Args:
             response: The full response text (decoded ``token_ids`` when those are given).
-            token_ids: The response's tokens; needed for ``split="fixed:N"``.
+            token_ids: The response's tokens; needed for ``split="fixed:N"`` and token shapers.
             logprobs: The policy's log-prob of each token.
             problem: The problem; defaults to the current episode's.
             finished: The policy ended the response here (EOS after the last step), so the last
                 step terminates the episode even without a final answer.
         """
-        from reasonenv.envs.termination import final_answer_end
-
         if problem is None:
             if self.state is None:
                 raise RuntimeError("score_response needs problem= or a reset() env")
@@ -211,18 +228,59 @@ class MathStepsEnv(gym.Env[str, Any]):
             if self.tokenizer is None:
                 raise ValueError("score_response(token_ids=...) needs the env to have a tokenizer")
             response, ends = token_char_ends(self.tokenizer, token_ids)
+        if logprobs is not None and (token_ids is None or len(logprobs) != len(token_ids)):
+            raise ValueError("score_response: logprobs needs token_ids of the same length")
         steps = self.segmenter.segment(response, ends)
-        # First step at which the cumulative response holds a complete final answer.
         stop = final_answer_end(response)
-        actions = []
+        prompt = self.prompt_template.render(problem, self.tokenizer)
+        prompt_ids = None
+        if self.tokenizer is not None:
+            prompt_ids = tuple(self.tokenizer.encode(prompt, add_special_tokens=False))
+        scratch = EpisodeState(problem=problem, prompt=prompt, slot=self.slot,
+                               episode_id=next(_SCRATCH_IDS), prompt_ids=prompt_ids)
+        pendings: list[Pending] = []
         for s in steps:
             ids = tuple(token_ids[s.token_start : s.token_end]) if token_ids is not None else None
             lps = tuple(logprobs[s.token_start : s.token_end]) if logprobs is not None else None
             eos = finished and s.index == len(steps) - 1
-            actions.append(StepAction(text=s.text, token_ids=ids, logprobs=lps, eos=eos))
-        return self._records_for(problem, actions, first_final_char=stop)
+            action = StepAction(text=s.text, token_ids=ids, logprobs=lps, eos=eos)
+            p = self._begin(action, state=scratch, final_at=stop)
+            pendings.append(p)
+            if p.done:
+                break
+        return self._shape_episode(pendings)
 
     # ------------------------------------------------------------------ internals
+    def _shape_episode(self, pendings: list[Pending]) -> list[StepRecord]:
+        """Grade once and call each shaper once for all steps of one scratch episode."""
+        from reasonenv.envs.stepping import make_context, make_record
+
+        if not pendings:
+            return []
+        st = pendings[-1].state
+        n = len(pendings)
+        last = pendings[-1]
+        verdict = self.grade_many([(st.response, st.problem)])[0] if last.done else None
+        # Rebuild each step's context as it was when that step was taken.
+        contexts = []
+        for k, p in enumerate(pendings):
+            view = EpisodeState(problem=st.problem, prompt=st.prompt, slot=st.slot,
+                                episode_id=st.episode_id, prompt_ids=st.prompt_ids,
+                                steps=st.steps[: k + 1], step_ids=st.step_ids[: k + 1],
+                                step_lps=st.step_lps[: k + 1])
+            pk = Pending(view, p.action, p.step_tokens, p.terminated, p.truncated, p.truncated_by)
+            contexts.append(make_context(pk, verdict if k == n - 1 else None))
+        terms = self.pipeline.step_terms(contexts)
+        st.step_terms = list(terms)
+        if last.done:
+            (extra,) = self.pipeline.episode_end([make_record(last, verdict)])
+            for name, v in extra.items():
+                terms[-1][name] = terms[-1].get(name, 0.0) + v
+        return [
+            self._finish(p, verdict if k == n - 1 else None, terms[k], step_index=k)
+            for k, p in enumerate(pendings)
+        ]
+
     def _choose_problem(self, options: dict[str, Any]) -> Problem:
         unknown = set(options) - {"problem", "problem_index"}
         if unknown:
@@ -239,13 +297,6 @@ class MathStepsEnv(gym.Env[str, Any]):
             return self.source[int(idx)]
         return self.source.sample(self.np_random)
 
-    def _count_tokens(self, action: StepAction) -> int:
-        if action.token_ids is not None:
-            return len(action.token_ids)
-        if self.tokenizer is not None:
-            return len(self.tokenizer.encode(action.text, add_special_tokens=False))
-        return len(action.text)
-
     def _is_eos(self, action: StepAction) -> bool:
         if action.eos:
             return True
@@ -259,95 +310,81 @@ class MathStepsEnv(gym.Env[str, Any]):
                 return True
         return False
 
-    def _apply(self, action: StepAction) -> StepRecord:
-        from reasonenv.envs.termination import has_final_answer
+    def _begin(
+        self, action: StepAction, *, state: EpisodeState | None = None, final_at: Any = "scan"
+    ) -> Pending:
+        """Apply ``action`` to the episode state and decide the flags (no grading, no shaping).
 
-        st = self.state
+        ``final_at`` is the pre-computed final-answer end of the whole response (fast path) or
+        ``"scan"`` to look at the response so far (stepping).
+        """
+        st = state if state is not None else self.state
         assert st is not None
         cut = len(action.text) > self.max_step_chars
         if cut:
             action = StepAction(text=action.text[: self.max_step_chars], eos=action.eos)
+        ids = action.token_ids
+        if ids is None and self.tokenizer is not None:
+            ids = tuple(self.tokenizer.encode(action.text, add_special_tokens=False))
+        n_step = len(ids) if ids is not None else len(action.text)
         st.steps.append(action.text)
+        st.step_ids.append(ids)
+        st.step_lps.append(action.logprobs)
         st.response += action.text
-        st.n_tokens += self._count_tokens(action)
-        if self.tokenizer is not None:
-            ids = action.token_ids
-            if ids is None:
-                ids = tuple(self.tokenizer.encode(action.text, add_special_tokens=False))
-            self._response_ids.extend(ids)
-        terminated = self._is_eos(action) or has_final_answer(st.response)
-        return self._finish_step(st.problem, action, terminated, cut)
+        st.n_tokens += n_step
+        if final_at == "scan" or cut:
+            final = has_final_answer(st.response)
+        else:
+            final = final_at is not None and final_at <= len(st.response)
+        terminated = self._is_eos(action) or final
+        by = None
+        if not terminated:
+            if cut:
+                by = "max_step_chars"
+            elif len(st.steps) >= self.max_steps:
+                by = "max_steps"
+            elif st.n_tokens >= self.max_tokens:
+                by = "max_tokens"
+        st.done = terminated or by is not None
+        return Pending(st, action, n_step, terminated, by is not None, by)
 
-    def _finish_step(
-        self, problem: Problem, action: StepAction, terminated: bool, cut: bool
+    def _finish(
+        self, p: Pending, verdict: Any, terms: dict[str, float], step_index: int | None = None
     ) -> StepRecord:
-        st = self.state
-        assert st is not None
-        k = len(st.steps) - 1
-        truncated = not terminated and (cut or len(st.steps) >= self.max_steps or st.n_tokens >= self.max_tokens)
+        """Turn a graded, shaped step into the ``step`` return values."""
+        st = p.state
+        k = len(st.steps) - 1 if step_index is None else step_index
+        n_tokens = sum(len(i) if i is not None else len(t) for i, t in zip(st.step_ids[: k + 1], st.steps[: k + 1]))
         info: dict[str, Any] = {
-            "problem_id": problem.id,
+            "problem_id": st.problem.id,
             "step_index": k,
-            "step_tokens": self._count_tokens(action),
-            "response_tokens": st.n_tokens,
+            "step_tokens": p.step_tokens,
+            "response_tokens": n_tokens,
         }
-        reward = 0.0
-        if terminated or truncated:
-            st.done = True
-            verdict = self._grade(st.response, problem.answer)
-            reward = 1.0 if verdict.correct else 0.0
+        if p.done:
             info["verdict"] = verdict.to_dict()
-            info["outcome"] = reward
-            if truncated:
-                info["truncated_by"] = (
-                    "max_step_chars" if cut else "max_steps" if len(st.steps) >= self.max_steps else "max_tokens"
-                )
-        info["reward_terms"] = {"outcome": reward}
-        return StepRecord(reward, terminated, truncated, info)
+            info["outcome"] = 1.0 if verdict.correct else 0.0
+            if p.truncated:
+                info["truncated_by"] = p.truncated_by
+        info["reward_terms"] = dict(terms)
+        reward = float(sum(terms.values()))
+        return StepRecord(reward, p.terminated, p.truncated, info)
 
-    def _records_for(
-        self, problem: Problem, actions: list[StepAction], first_final_char: int | None
-    ) -> list[StepRecord]:
-        """Replay ``actions`` on a scratch state, using one pre-computed final-answer position."""
-        from reasonenv.envs.termination import has_final_answer
-
-        saved = self.state
-        self.state = EpisodeState(problem=problem, prompt="")
-        records: list[StepRecord] = []
-        try:
-            pos = 0
-            for i, a in enumerate(actions):
-                pos += len(a.text)
-                cut = len(a.text) > self.max_step_chars
-                if cut:
-                    a = StepAction(text=a.text[: self.max_step_chars], eos=a.eos)
-                self.state.steps.append(a.text)
-                self.state.response += a.text
-                self.state.n_tokens += self._count_tokens(a)
-                if cut:  # the cut step may no longer hold the answer: check what was kept
-                    final = has_final_answer(self.state.response)
-                else:
-                    final = first_final_char is not None and first_final_char <= pos
-                rec = self._finish_step(problem, a, final or self._is_eos(a), cut)
-                records.append(rec)
-                if rec.terminated or rec.truncated:
-                    break
-        finally:
-            self.state = saved
-        return records
-
-    def _grade(self, response: str, reference: str) -> Any:
-        from reasonenv.grading import grade
+    def grade_many(self, items: Sequence[tuple[str, Problem]]) -> list[Any]:
+        """Grade ``(response, problem)`` pairs in one batch (the services' grader if set)."""
+        from reasonenv.grading import grade_batch
 
         eos_text = getattr(self.tokenizer, "eos_token", None) if self.tokenizer is not None else None
-        if eos_text and response.endswith(eos_text):
-            response = response[: -len(eos_text)]  # the EOS marker is not part of the answer
-        return grade(
-            response,
-            reference,
-            timeout=self.grader_timeout,
-            last_number_fallback=self.last_number_fallback,
-        )
+        pairs = []
+        for response, problem in items:
+            if eos_text and response.endswith(eos_text):
+                response = response[: -len(eos_text)]  # the EOS marker is not part of the answer
+            pairs.append((response, problem.answer))
+        grader = self.pipeline.services.grader
+        if grader is not None and grader is not grade_batch:
+            return list(grader(pairs))  # a user-supplied grader
+        return grade_batch(pairs, timeout=self.grader_timeout,
+                           last_number_fallback=self.last_number_fallback)
 
     def _observation(self) -> Any:
         st = self.state
@@ -355,7 +392,8 @@ class MathStepsEnv(gym.Env[str, Any]):
         text = st.prompt + st.response
         if self.obs_mode == "text":
             return text
-        ids = (self._prompt_ids + self._response_ids)[: self._max_obs_tokens]
+        ids = list(st.prompt_ids or ()) + [t for s in st.step_ids for t in (s or ())]
+        ids = ids[: self._max_obs_tokens]
         buf = np.zeros(self._max_obs_tokens, dtype=np.int64)
         buf[: len(ids)] = ids
         return {"text": text, "token_ids": buf, "length": np.array([len(ids)], dtype=np.int64)}

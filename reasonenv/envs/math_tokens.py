@@ -27,7 +27,11 @@ class MathTokensEnv(gym.Env[dict, int]):
         tokenizer: A Hugging Face tokenizer (required).
         problems: Problem source or spec, as for :class:`MathStepsEnv`.
         prompt: Prompt template (see :class:`~reasonenv.envs.prompts.PromptTemplate`).
-        split: Step segmentation (``"\\n\\n"``, ``"\\n"``, ``"fixed:N"``).
+        split: Step segmentation (``"\\n\\n"``, ``"\\n"``, ``"fixed:N"``); default as in
+            :class:`MathStepsEnv`.
+        shapers: Reward shapers (see :class:`MathStepsEnv`); step terms land on step-end tokens.
+        services: Services for the shapers.
+        slot: Index inside a group env.
         max_tokens: Response token budget.
         max_prompt_tokens: Longest prompt; longer prompts raise at reset.
         grader_timeout: Seconds allowed for grading.
@@ -49,9 +53,12 @@ class MathTokensEnv(gym.Env[dict, int]):
         problems: Any = "procedural:arithmetic",
         *,
         prompt: Any = None,
-        split: str = "\n\n",
+        split: str | None = None,
         max_tokens: int = 256,
         max_prompt_tokens: int = 256,
+        shapers: Any = None,
+        services: Any = None,
+        slot: int = 0,
         grader_timeout: float = 2.0,
         last_number_fallback: bool = False,
         render_mode: str | None = None,
@@ -62,7 +69,8 @@ class MathTokensEnv(gym.Env[dict, int]):
         self._inner = MathStepsEnv(
             problems, prompt=prompt, tokenizer=tokenizer, split=split, max_steps=max_tokens,
             max_tokens=max_tokens, grader_timeout=grader_timeout,
-            last_number_fallback=last_number_fallback,
+            last_number_fallback=last_number_fallback, shapers=shapers, services=services,
+            slot=slot,
         )
         self.tokenizer = tokenizer
         self.segmenter = self._inner.segmenter
@@ -88,6 +96,16 @@ class MathTokensEnv(gym.Env[dict, int]):
         return self._inner.source
 
     @property
+    def pipeline(self) -> Any:
+        """The reward pipeline (shared with the inner step env)."""
+        return self._inner.pipeline
+
+    @property
+    def last_episode(self) -> Any:
+        """The last finished episode's record."""
+        return self._inner.last_episode
+
+    @property
     def state(self) -> Any:
         """The inner step env's episode state (problem, prompt, steps, response)."""
         return self._inner.state
@@ -97,7 +115,7 @@ class MathTokensEnv(gym.Env[dict, int]):
         super().reset(seed=seed)
         self._inner.np_random = self.np_random  # one seeded generator for both
         _, info = self._inner.reset(options=options)
-        ids = self._inner._prompt_ids
+        ids = list(self._inner.state.prompt_ids or ())
         if len(ids) > self.max_prompt_tokens:
             raise ValueError(
                 f"prompt of problem {info['problem_id']!r} has {len(ids)} tokens, over "
