@@ -545,3 +545,42 @@ def test_docs_embed_the_example_distribution_verbatim():
     assert {Path(p).name for p, _ in blocks} == {"pyproject.toml", "shaper.py", "__init__.py"}
     for path, text in blocks:
         assert (ROOT / path).read_text() == text, f"docs/plugins.md is out of date for {path}"
+
+
+@pytest.fixture
+def real_reg(monkeypatch: pytest.MonkeyPatch) -> registry_mod.ShaperRegistry:
+    """A fresh default registry with the real built-in shapers."""
+    fresh = registry_mod.ShaperRegistry()
+    monkeypatch.setattr(registry_mod, "_default", fresh)
+    return fresh
+
+
+def test_example_plugin_selected_by_name_in_the_env(real_reg, example_installed):
+    """A pip-installed third-party shaper is used by name in gym.make, next to the built-ins."""
+    import gymnasium as gym
+
+    import reasonenv  # noqa: F401
+    from reasonenv.problems import Problem
+    from reasonenv.shaping.fake_services import FunctionSampler
+    from reasonenv.shaping.prover import MCProver
+
+    prover = MCProver(FunctionSampler(lambda prompt, i, seed: "\\boxed{5}" if i % 2 else "\\boxed{4}"))
+    env = gym.make(
+        "reasonenv/MathSteps-v0",
+        shapers=[{"name": "length_penalty", "per_token": 0.5}, {"name": "pav", "alpha": 1.0}],
+        services=Services(prover=prover),
+    )
+    env.reset(options={"problem": Problem(id="p", question="2+3?", answer="5", source="t")})
+    _, r1, _, _, info1 = env.step("1234567\n")  # 8 chars -> 2 "tokens" -> -1.0
+    _, r2, te, _, info2 = env.step("\\boxed{5}")
+    assert te and set(info1["reward_terms"]) == {"outcome", "length_penalty", "pav"}
+    assert info1["reward_terms"]["length_penalty"] == -1.0
+    assert info2["reward_terms"]["outcome"] == 1.0
+    assert r1 == pytest.approx(sum(info1["reward_terms"].values()))
+    # PAV's progress telescopes to alpha * (outcome - Q^Bo4(prompt)); half the samples are right
+    from reasonenv.shaping.prover import bok_unbiased
+
+    total = info1["reward_terms"]["pav"] + info2["reward_terms"]["pav"]
+    assert total == pytest.approx(1.0 - bok_unbiased(10, 20, 4))
+    with pytest.raises(ValueError, match="length_penalty"):
+        gym.make("reasonenv/MathSteps-v0", shapers=[{"name": "length_penalty", "per_tokn": 1}])
