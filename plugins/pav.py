@@ -54,7 +54,7 @@ class PAVShaper(Shaper):
     """
 
     name = "pav"
-    enters = "reward"
+    enters = "advantage"  # Q^pi + alpha * A^mu: the progress joins the step's advantage
     services = ("prover",)
     bounds = None  # |term| <= |alpha| (Q in [0, 1]); instances set (-|alpha|, |alpha|)
 

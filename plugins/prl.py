@@ -17,6 +17,7 @@ of each step's last token).
 
 Example:
     >>> import numpy as np
+
     >>> d = np.array([0.5, -0.25, 1.0])
     >>> kl_to_go(d).tolist()
     [1.25, 0.75, 1.0]
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reasonenv.segmentation import Segmenter
+from reasonenv.shaping.advantages import grpo_advantages
 from reasonenv.shaping.base import Shaper, StepContext
 from reasonenv.shaping.services import RefRequest
 
@@ -107,17 +109,6 @@ def token_step_index(boundaries: Sequence[int], length: int) -> np.ndarray:
     return np.searchsorted(b, np.arange(length), side="left").astype(np.int64)
 
 
-def grpo_normalise(outcomes: np.ndarray) -> np.ndarray:
-    """Group-normalised outcomes ``(o - mean o) / (std o + 1e-6)`` (population std).
-
-    Example:
-        >>> grpo_normalise(np.array([1.0, 0.0])).round(4).tolist()
-        [1.0, -1.0]
-    """
-    o = np.asarray(outcomes, dtype=np.float64)
-    return (o - o.mean()) / (o.std() + STD_EPS)
-
-
 def prl_token_advantages(
     outcomes: np.ndarray,
     d_list: Sequence[np.ndarray],
@@ -161,7 +152,7 @@ def prl_token_advantages(
         return out
     if boundaries_list is None or len(boundaries_list) != o.shape[0]:
         raise ValueError("prl: 'orm' mode needs one boundaries list per response")
-    a_hat = grpo_normalise(o)
+    a_hat = grpo_advantages(o, STD_EPS)
     for a_i, d, bounds in zip(a_hat, d_list, boundaries_list):
         s = kl_to_go(d)  # (L,)
         b = _check_boundaries(bounds, s.shape[0])  # (K,)

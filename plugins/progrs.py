@@ -19,6 +19,7 @@ and injection level are flags (REWARDS.md).
 
 Example:
     >>> import numpy as np
+
     >>> s = np.array([0.9, 0.2, 0.6])
     >>> centred_bonus(s, np.array([True, False, False])).round(2).tolist()
     [0.0, -0.2, 0.2]
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reasonenv.shaping.advantages import grpo_advantages
 from reasonenv.shaping.base import EpisodeRecord, Shaper
 
 AGGS = ("mean", "min", "last")
@@ -107,17 +109,6 @@ def centred_bonus(s: np.ndarray, correct: np.ndarray, center_correct: bool = Fal
     if center_correct and correct.any():
         b[correct] = s[correct] - s[correct].mean()
     return b
-
-
-def grpo_advantages(outcomes: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """GRPO advantages ``(o - mean o) / (std o + eps)`` (population std).
-
-    Example:
-        >>> grpo_advantages(np.array([1.0, 0.0, 0.0, 1.0]), eps=0.0).tolist()
-        [1.0, -1.0, -1.0, 1.0]
-    """
-    o = np.asarray(outcomes, dtype=np.float64).reshape(-1)
-    return (o - o.mean()) / (o.std() + eps)
 
 
 def _dominates(base: np.ndarray, bonus: np.ndarray, correct: np.ndarray, lam: float) -> bool:

@@ -77,7 +77,7 @@ STEP_TEXT = st.lists(st.text(alphabet="ab1+=\n", min_size=1, max_size=6), min_si
 def test_contract_and_defaults():
     PAVShaper.validate_class()
     assert PAVShaper.hook_points() == ("step",)
-    assert PAVShaper.enters == "reward" and PAVShaper.services == ("prover",)
+    assert PAVShaper.enters == "advantage" and PAVShaper.services == ("prover",)
     assert PAVShaper.config_fields() == {"alpha": 3.0, "K": 4, "m": 20, "split": "\n"}
 
 

@@ -15,9 +15,9 @@ from reasonenv.plugins.progrs import (
     centred_bonus,
     clip_lambda,
     coherence_penalty,
-    grpo_advantages,
 )
 from reasonenv.problems.base import Problem
+from reasonenv.shaping.advantages import grpo_advantages
 from reasonenv.shaping.base import EpisodeRecord
 from reasonenv.shaping.services import Services
 

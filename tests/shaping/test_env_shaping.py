@@ -83,7 +83,7 @@ def test_unknown_shaper_name_lists_valid_ones():
 
 
 def test_progrs_in_group_env_keeps_correct_above_incorrect():
-    from reasonenv.plugins.progrs import grpo_advantages
+    from reasonenv.shaping.advantages import grpo_advantages
 
     venv = reasonenv.make_group_env("reasonenv/MathSteps-v0", num_problems=1, group_size=4,
                                     shapers=[{"name": "progrs", "lam": 1000.0}],
