@@ -1,13 +1,24 @@
-"""A Hugging Face transformers policy: batched sampling of one reasoning step per call."""
+"""A Hugging Face transformers policy: batched sampling of one reasoning step per call.
+
+The policy keeps, per slot, the key/value cache of every token it has already fed to the model,
+so an episode of K steps forwards each prompt and response token exactly once (O(L) work rather
+than re-encoding the growing context at every step). Slots of different lengths are sampled
+together: their caches are left-padded into one batched :class:`transformers.DynamicCache`,
+each generated token is one batched forward, and the updated cache is split back per slot.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from reasonenv.agents.assets import resolve_model
 from reasonenv.segmentation import IncrementalDecoder, Segmenter
+
+# Per-layer (keys, values), each of shape (1, heads, cached_len, head_dim).
+KV = list[tuple[Any, Any]]
 
 
 @dataclass
@@ -20,6 +31,33 @@ class HFPolicyConfig:
     split: str = "\n\n"  # where a step ends (same rule as the env)
     dtype: str = "float32"  # "bfloat16" halves CPU time where the CPU supports it
     seed: int = 0
+    cache: bool = True  # keep each slot's KV cache between act() calls
+    max_cached_slots: int = 64  # LRU bound on slots whose KV cache is kept
+
+
+@dataclass
+class _Slot:
+    """What the policy remembers about one slot's episode."""
+
+    prompt_ids: list[int]
+    decoder: IncrementalDecoder
+    kv: KV | None = None  # cache of ids()[:cached]
+    cached: int = 0
+
+    def ids(self) -> list[int]:
+        return self.prompt_ids + self.decoder.ids
+
+
+@dataclass
+class _Row:
+    """One slot's bookkeeping during an act() call."""
+
+    slot: int
+    state: _Slot
+    start_char: int
+    start_tok: int
+    lps: list[float] = field(default_factory=list)
+    eos: bool = False
 
 
 class HFPolicy:
@@ -28,7 +66,14 @@ class HFPolicy:
     The policy keeps each slot's prompt and response token ids, so the tokens it reports are
     exactly the tokens it sampled (no re-tokenisation of decoded text). Each returned action is
     ``{"text", "token_ids", "logprobs", "eos"}``: ``logprobs`` are log pi_old of the sampled
-    tokens under the sampling temperature.
+    tokens under the sampling temperature (before top-p filtering).
+
+    KV cache: between calls a slot keeps the cache of all its tokens but the last sampled one;
+    that token is fed first at the slot's next call, so every token is forwarded once
+    (:attr:`tokens_forwarded` counts them). At most ``config.max_cached_slots`` caches are kept
+    (least recently used dropped first); a slot whose cache was dropped, or every slot after
+    :meth:`clear_cache`, re-forwards its history at its next call. Needs a model whose cache
+    is a per-layer key/value cache (standard decoder-only transformers).
 
     Args:
         model: A loaded causal LM, or a name resolved by
@@ -36,13 +81,21 @@ class HFPolicy:
             ``"smollm2-135m-instruct"``, or a hub id).
         tokenizer: The tokenizer; loaded from ``model`` when it is a name.
         config: Sampling settings.
+
+    Attributes:
+        tokens_forwarded: Real (non-padding) tokens fed to the model so far.
+        forward_calls: Batched forward passes run so far.
     """
 
-    def __init__(self, model: Any, tokenizer: Any | None = None, config: HFPolicyConfig | None = None) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any | None = None, config: HFPolicyConfig | None = None
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.config = config or HFPolicyConfig()
+        if self.config.max_cached_slots < 0:
+            raise ValueError(f"max_cached_slots must be >= 0, got {self.config.max_cached_slots}")
         dtype = getattr(torch, self.config.dtype)
         if isinstance(model, str):
             path = resolve_model(model)
@@ -53,92 +106,226 @@ class HFPolicy:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.segmenter = Segmenter(self.config.split)
-        self._prompt_ids: dict[int, list[int]] = {}
-        self._decoders: dict[int, IncrementalDecoder] = {}
+        self._slots: dict[int, _Slot] = {}
+        self._lru: OrderedDict[int, None] = OrderedDict()  # slots holding a KV cache
         self._gen = torch.Generator().manual_seed(self.config.seed)
+        self.tokens_forwarded = 0
+        self.forward_calls = 0
 
+    # -- state ------------------------------------------------------------------------------
     def reset(self, slots: Sequence[int]) -> None:
+        """Forget ``slots`` (token history and KV cache): their next observation is a prompt."""
         for s in slots:
-            self._prompt_ids.pop(s, None)
-            self._decoders.pop(s, None)
+            self._slots.pop(s, None)
+            self._lru.pop(s, None)
 
+    def clear_cache(self) -> None:
+        """Drop every KV cache but keep the token histories (call after the weights change)."""
+        for st in self._slots.values():
+            st.kv, st.cached = None, 0
+        self._lru.clear()
+
+    def cached_tokens(self, slot: int) -> int:
+        """How many of ``slot``'s tokens are in its KV cache (0 when it has none)."""
+        st = self._slots.get(slot)
+        return st.cached if st is not None else 0
+
+    def sync_weights(self, model_or_state_dict: Any) -> None:
+        """Take the trainer's current weights and invalidate every KV cache.
+
+        Args:
+            model_or_state_dict: The trainer's model (when it is this policy's own model, as
+                when policy and trainer share it, nothing is copied), another module with the
+                same architecture, or a state dict; the latter two are loaded (strict).
+                The model is put in eval mode (a shared model too).
+        """
+        src = model_or_state_dict
+        if src is not self.model:
+            state = src if isinstance(src, Mapping) else src.state_dict()
+            self.model.load_state_dict(state)
+        self.model.eval()
+        self.clear_cache()
+
+    # -- acting -----------------------------------------------------------------------------
     def act(self, observations: Sequence[Any], slots: Sequence[int]) -> list[dict[str, Any]]:
+        """Sample one step per slot, as one batched forward per generated token.
+
+        Args:
+            observations: One per slot. A slot's first observation (``str`` or a mapping with
+                ``"text"``) is its prompt; later ones are ignored, as the slot continues its
+                own token history.
+            slots: The slot of each observation (distinct).
+
+        Returns:
+            One ``{"text", "token_ids", "logprobs", "eos"}`` action per observation.
+        """
+        if len(set(slots)) != len(slots):
+            raise ValueError(f"act() got the same slot twice: {list(slots)}")
+        rows: list[_Row] = []
         for obs, slot in zip(observations, slots):
-            if slot not in self._prompt_ids:
+            st = self._slots.get(slot)
+            if st is None:
                 text = obs if isinstance(obs, str) else obs["text"]
-                self._prompt_ids[slot] = list(self.tokenizer.encode(text, add_special_tokens=False))
-                self._decoders[slot] = IncrementalDecoder(self.tokenizer)
-        contexts = [self._prompt_ids[s] + self._decoders[s].ids for s in slots]
-        new_ids, new_lps = self._sample(contexts)
+                ids = list(self.tokenizer.encode(text, add_special_tokens=False))
+                if not ids:
+                    raise ValueError(f"slot {slot}: the prompt encodes to no tokens")
+                st = self._slots[slot] = _Slot(ids, IncrementalDecoder(self.tokenizer))
+            dec = st.decoder
+            rows.append(_Row(slot, st, len(dec.text), len(dec.ids)))
+        if rows:
+            try:
+                self._generate(rows)
+            except BaseException:
+                self.reset([r.slot for r in rows])  # half-sampled steps: start these slots over
+                raise
         actions = []
-        eos_id = self.tokenizer.eos_token_id
-        for slot, ids, lps in zip(slots, new_ids, new_lps):
-            dec = self._decoders[slot]
-            start_char, start_tok = len(dec.text), len(dec.ids)
-            eos = False
-            for t in ids:
-                dec.push(t)
-                if t == eos_id:
-                    eos = True
-                    break
-                if self.segmenter.ends_step(dec.text[start_char:], len(dec.ids) - start_tok):
-                    break
-            kept = dec.ids[start_tok:]
-            actions.append(
-                {"text": dec.text[start_char:], "token_ids": kept, "logprobs": lps[: len(kept)], "eos": eos}
-            )
+        for r in rows:
+            dec = r.state.decoder
+            ids = dec.ids[r.start_tok:]
+            actions.append({"text": dec.text[r.start_char:], "token_ids": ids,
+                            "logprobs": r.lps, "eos": r.eos})
         return actions
 
-    def _sample(self, contexts: list[list[int]]) -> tuple[list[list[int]], list[list[float]]]:
-        """Sample up to ``max_step_tokens`` tokens per context, stopping rows at step ends."""
+    def _generate(self, rows: list[_Row]) -> None:
+        """Sample up to ``max_step_tokens`` tokens per row: one batched forward per token."""
         import torch
 
         cfg = self.config
+        eos_id = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        width = max(len(c) for c in contexts)
-        input_ids = torch.full((len(contexts), width), pad, dtype=torch.long)  # (N, T) left-padded
-        attn = torch.zeros_like(input_ids)
-        for i, c in enumerate(contexts):
-            input_ids[i, width - len(c):] = torch.tensor(c)
-            attn[i, width - len(c):] = 1
-        out_ids: list[list[int]] = [[] for _ in contexts]
-        out_lps: list[list[float]] = [[] for _ in contexts]
-        done = torch.zeros(len(contexts), dtype=torch.bool)
-        decs = [IncrementalDecoder(self.tokenizer) for _ in contexts]
-        past = None
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        cur, cur_pos, cur_attn = input_ids, pos, attn
+        device = next(self.model.parameters()).device
+        live = list(rows)
+        for r in live:  # a slot without a cache re-forwards its whole history
+            if r.state.kv is None:
+                r.state.cached = 0
+        pending = [r.state.ids()[r.state.cached:] for r in live]
+        cached = [r.state.cached for r in live]
+        past, attn = _batch_cache([r.state.kv for r in live], cached, device)
+        for r in live:  # the batched copy replaces the per-slot caches until _store
+            r.state.kv = None
+            self._lru.pop(r.slot, None)
+        width = max(len(p) for p in pending)
+        input_ids = torch.full((len(live), width), pad, dtype=torch.long, device=device)
+        pos = torch.zeros_like(input_ids)
+        new_attn = torch.zeros_like(input_ids)
+        for i, (p, c) in enumerate(zip(pending, cached)):
+            input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            pos[i, width - len(p):] = torch.arange(c, c + len(p))
+            new_attn[i, width - len(p):] = 1
+        attn = torch.cat([attn, new_attn], dim=1)
+        n_fed = sum(len(p) for p in pending)
         with torch.no_grad():
             for _ in range(cfg.max_step_tokens):
-                out = self.model(input_ids=cur, attention_mask=cur_attn, position_ids=cur_pos,
+                out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos,
                                  past_key_values=past, use_cache=True)
+                self.tokens_forwarded += n_fed
+                self.forward_calls += 1
                 past = out.past_key_values
-                logits = out.logits[:, -1, :].float()  # (N, V)
-                if cfg.temperature <= 0:
-                    logp = torch.log_softmax(logits, -1)
-                    tok = logits.argmax(-1)
-                else:
-                    logp = torch.log_softmax(logits / cfg.temperature, -1)
-                    probs = logp.exp()
-                    if cfg.top_p < 1.0:
-                        probs = _top_p_filter(probs, cfg.top_p)
-                    tok = torch.multinomial(probs, 1, generator=self._gen).squeeze(-1)
-                lp = logp.gather(-1, tok[:, None]).squeeze(-1)
-                for i in range(len(contexts)):
-                    if done[i]:
-                        continue
+                tok, lp = self._sample(out.logits[:, -1, :].float())
+                keep: list[int] = []
+                for i, r in enumerate(live):
                     t = int(tok[i])
-                    out_ids[i].append(t)
-                    out_lps[i].append(float(lp[i]))
-                    decs[i].push(t)
-                    if t == self.tokenizer.eos_token_id or self.segmenter.ends_step(decs[i].text, len(out_ids[i])):
-                        done[i] = True
-                if bool(done.all()):
+                    dec = r.state.decoder
+                    dec.push(t)
+                    r.lps.append(float(lp[i]))
+                    n = len(dec.ids) - r.start_tok
+                    if t == eos_id:
+                        r.eos = True
+                    if r.eos or n >= cfg.max_step_tokens or self.segmenter.ends_step(
+                        dec.text[r.start_char:], n
+                    ):
+                        self._store(r, past, attn, i)
+                    else:
+                        keep.append(i)
+                if not keep:
                     break
-                cur = tok[:, None]
-                cur_attn = torch.cat([cur_attn, torch.ones_like(cur)], dim=1)
-                cur_pos = cur_attn.sum(-1, keepdim=True) - 1
-        return out_ids, out_lps
+                if len(keep) < len(live):
+                    idx = torch.tensor(keep, dtype=torch.long, device=device)
+                    past.batch_select_indices(idx)
+                    attn, tok = attn[idx], tok[idx]
+                    live = [live[i] for i in keep]
+                input_ids = tok[:, None]
+                attn = torch.cat([attn, torch.ones_like(input_ids)], dim=1)
+                pos = attn.sum(-1, keepdim=True) - 1
+                n_fed = len(live)
+
+    def _sample(self, logits: Any) -> tuple[Any, Any]:
+        """Pick one token per row of ``logits`` (N, V); return (tokens, their log-probs)."""
+        import torch
+
+        cfg = self.config
+        if cfg.temperature <= 0:
+            logp = torch.log_softmax(logits, -1)
+            tok = logits.argmax(-1)
+        else:
+            logp = torch.log_softmax(logits / cfg.temperature, -1)
+            probs = logp.exp()
+            if cfg.top_p < 1.0:
+                probs = _top_p_filter(probs, cfg.top_p)
+            tok = torch.multinomial(probs, 1, generator=self._gen).squeeze(-1)
+        return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
+
+    def _store(self, row: _Row, past: Any, attn: Any, i: int) -> None:
+        """Keep row ``i``'s part of the batched cache (padding dropped) for the slot's next call.
+
+        The cache then covers all the slot's tokens but the step's last sampled token.
+        """
+        st = row.state
+        if not self.config.cache or self.config.max_cached_slots == 0:
+            st.kv, st.cached = None, 0
+            return
+        st.kv = _split_row(past, attn[i].bool(), i)
+        st.cached = len(st.ids()) - 1
+        self._lru.pop(row.slot, None)
+        self._lru[row.slot] = None
+        while len(self._lru) > self.config.max_cached_slots:
+            old, _ = self._lru.popitem(last=False)
+            if old in self._slots:
+                self._slots[old].kv, self._slots[old].cached = None, 0
+
+
+def _batch_cache(kvs: list[KV | None], lengths: list[int], device: Any) -> tuple[Any, Any]:
+    """Left-pad per-slot caches to a common length; return (DynamicCache, attention mask).
+
+    Rows without a cache (``None``, length 0) become all padding. The mask is ``(N, C)`` with 0
+    on the padding; with no cache at all it is ``(N, 0)`` and the cache is empty.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    n, width = len(kvs), max(lengths)
+    attn = torch.zeros((n, width), dtype=torch.long, device=device)
+    cache = DynamicCache()
+    ref = next((kv for kv in kvs if kv is not None), None)
+    if width == 0 or ref is None:
+        return cache, attn
+    for layer, (k0, v0) in enumerate(ref):
+        keys = k0.new_zeros((n, k0.shape[1], width, k0.shape[3]))
+        values = v0.new_zeros((n, v0.shape[1], width, v0.shape[3]))
+        for i, (kv, c) in enumerate(zip(kvs, lengths)):
+            if kv is not None and c:
+                keys[i, :, width - c:] = kv[layer][0][0]
+                values[i, :, width - c:] = kv[layer][1][0]
+        cache.update(keys, values, layer)
+    for i, c in enumerate(lengths):
+        attn[i, width - c:] = 1 if c else 0
+    return cache, attn
+
+
+def _split_row(past: Any, mask: Any, i: int) -> KV:
+    """Row ``i`` of a batched cache at the positions where ``mask`` (bool, ``(C,)``) is set."""
+    kv: KV = []
+    for layer in past.layers:
+        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+        if keys is None or getattr(layer, "is_sliding", False) or keys.dim() != 4:
+            raise NotImplementedError(
+                f"HFPolicy keeps per-slot key/value caches; cache layer {layer!r} is not a full "
+                "key/value layer (use HFPolicyConfig(cache=False) for this model)"
+            )
+        if keys.shape[-2] != mask.shape[0]:
+            raise RuntimeError(f"cache length {keys.shape[-2]} != attention mask {mask.shape[0]}")
+        kv.append((keys[i : i + 1, :, mask], values[i : i + 1, :, mask]))
+    return kv
 
 
 def _top_p_filter(probs: Any, top_p: float) -> Any:

@@ -1,4 +1,4 @@
-"""The ``reasonenv`` command line: ``grade``, ``demo``, ``shapers``, ``envs``."""
+"""The ``reasonenv`` command line: ``train``, ``grade``, ``demo``, ``shapers``, ``envs``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     from reasonenv.shaping.cli import add_shapers_arguments
 
     add_shapers_arguments(sub.add_parser("shapers", help="list the registered reward shapers"))
+    train = sub.add_parser("train", help="train a policy with the GRPO-family trainer")
+    train.add_argument("--config", help="YAML config (configs/grpo.yaml, prl, progrs, pav, demo)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set optim.lr=1e-5 (repeatable)")
+    train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
     sub.add_parser("envs", help="list the registered environment ids")
     return parser
 
@@ -43,6 +49,24 @@ def main(argv: list[str] | None = None) -> int:
         from reasonenv.shaping.cli import run_shapers
 
         return run_shapers(args)
+    if args.command == "train":
+        from reasonenv.agents.config import ConfigError, load_config
+
+        try:
+            cfg = load_config(args.config, args.overrides)
+        except ConfigError as e:
+            print(f"reasonenv train: {e}", file=sys.stderr)
+            return 2
+        if args.print_config:
+            import yaml
+
+            print(yaml.safe_dump(cfg.to_plain(), sort_keys=False), end="")
+            return 0
+        from reasonenv.agents.trainer import main as train_main
+        from reasonenv.agents.trainer import print_summary
+
+        print_summary(train_main(cfg), cfg)
+        return 0
     if args.command == "envs":
         from reasonenv import ENV_IDS
 

@@ -1,0 +1,426 @@
+"""GRPO-family trainer: sample B problems x G responses through the group env, compose
+advantages from the outcome and the configured shapers, and take PPO-clip steps.
+
+Reads top to bottom: ``Trainer.__init__`` builds everything from a :class:`TrainConfig`,
+``rollout`` plays one batch of episodes, ``make_batch`` turns them into token-level tensors
+with advantages (pure math in :mod:`reasonenv.agents.grpo`), ``update`` is the optimisation
+step, ``train`` loops with metrics, checkpoints and exact resume.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reasonenv.agents.config import TrainConfig, save_config
+from reasonenv.agents.grpo import (
+    Response,
+    ShaperMeta,
+    compose_advantages,
+    ppo_clip_objective,
+    token_logprobs,
+)
+from reasonenv.agents.runlog import (
+    RunLogger,
+    capture_rng,
+    latest_checkpoint,
+    load_checkpoint,
+    plot_curves,
+    restore_rng,
+    save_checkpoint,
+)
+
+
+def load_model(cfg: TrainConfig) -> tuple[Any, Any]:
+    """Load the policy model and tokenizer named by ``cfg.model`` (local, packaged or hub)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from reasonenv.agents.assets import resolve_model
+
+    path = resolve_model(cfg.model.name)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.model.dtype))
+    return model, tok
+
+
+def _world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class Trainer:
+    """One training run. See the module docstring; tests drive it with tiny models.
+
+    Args:
+        cfg: The resolved configuration.
+        model: An already-loaded causal LM (default: load ``cfg.model``).
+        tokenizer: Its tokenizer.
+    """
+
+    def __init__(self, cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> None:
+        import torch
+
+        import reasonenv
+        from reasonenv.shaping.hf_services import HFRefScorer
+
+        self.cfg = cfg
+        self.rank, self.world = _world()
+        torch.manual_seed(cfg.run.seed)
+        if model is None:
+            model, tokenizer = load_model(cfg)
+        self.model, self.tok = model, tokenizer
+        if cfg.model.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        names = [s.get("name") if isinstance(s, dict) else s for s in cfg.shaping.shapers]
+        services = dict(cfg.shaping.services)
+        needs_ref = cfg.algo.kl_coef > 0 or "prl" in names or services.get("ref_model") == "reference"
+        # The frozen reference: the initial weights (PRL's pi_ref, the k3 KL's anchor).
+        self.ref = copy.deepcopy(model).eval().requires_grad_(False) if needs_ref else None
+        if "prl" in names and "ref_model" not in services:
+            services["ref_model"] = "reference"
+        if services.get("ref_model") == "reference":
+            services["ref_model"] = HFRefScorer(self.ref, tokenizer)
+        prompt: dict[str, Any] = {"chat": cfg.env.chat}
+        if cfg.env.template:
+            prompt["template"] = cfg.env.template
+        self.venv = reasonenv.make_group_env(
+            cfg.env.id, cfg.rollout.num_problems, cfg.rollout.group_size, autoreset=False,
+            problems=cfg.env.problems, tokenizer=tokenizer, prompt=prompt, split=cfg.env.split,
+            max_steps=cfg.env.max_steps, max_tokens=cfg.env.max_tokens,
+            last_number_fallback=cfg.env.last_number_fallback,
+            shapers=list(cfg.shaping.shapers), services=services,
+        )
+        env0 = self.venv.envs[0].unwrapped
+        self.pipeline, self.source = env0.pipeline, env0.source
+        self.metas = [
+            ShaperMeta(s.name, type(s.shaper).hook_points(), self.pipeline.enters()[s.name], s.weight,
+                       vars(s.shaper.config))
+            for s in self.pipeline.slots
+        ]
+        self.policy = self._make_policy(env0.segmenter.split)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2),
+                                           weight_decay=o.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.data_rng = np.random.default_rng([cfg.run.seed, self.rank])
+        self.step = 0
+        self.ddp = None
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(self.model)
+
+    def _make_policy(self, split: str) -> Any:
+        cfg = self.cfg.rollout
+        if cfg.backend == "vllm":
+            from reasonenv.agents.vllm_policy import VLLMPolicy
+
+            folder = Path(self.cfg.run.out_dir) / "policy_weights"
+            self.model.save_pretrained(folder)
+            self.tok.save_pretrained(folder)
+            return VLLMPolicy(str(folder), temperature=cfg.temperature, top_p=cfg.top_p,
+                              max_step_tokens=cfg.max_step_tokens, split=split,
+                              seed=self.cfg.run.seed + self.rank)
+        from reasonenv.agents.hf import HFPolicy, HFPolicyConfig
+
+        return HFPolicy(self.model, self.tok, HFPolicyConfig(
+            temperature=cfg.temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens,
+            split=split, seed=self.cfg.run.seed + 7919 * self.rank))
+
+    def _lr_factor(self, step: int) -> float:
+        o, total = self.cfg.optim, max(1, self.cfg.run.steps)
+        if step < o.warmup_steps:
+            return (step + 1) / (o.warmup_steps + 1)
+        frac = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
+        if o.schedule == "linear":
+            return max(0.0, 1.0 - frac)
+        if o.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
+        return 1.0
+
+    # ------------------------------------------------------------------ rollout
+    def rollout(self) -> tuple[list[Any], dict[str, float]]:
+        """Play one batch: B new problems, G responses each. Returns the GroupResults."""
+        import torch
+
+        t0 = time.perf_counter()
+        B = self.cfg.rollout.num_problems
+        problems = [self.source.sample(self.data_rng) for _ in range(B)]
+        obs, _ = self.venv.reset(seed=int(self.data_rng.integers(2**31 - 1)),
+                                 options={"problems": problems})
+        self.policy.reset(list(range(self.venv.num_envs)))
+        results: dict[int, Any] = {}
+        n_tokens = 0
+        self.model.eval()
+        with torch.no_grad():
+            while len(results) < B:
+                live = [i for i in range(self.venv.num_envs) if not self.venv.done_mask[i]]
+                acts = self.policy.act([obs[i] for i in live], live)
+                actions: list[Any] = [""] * self.venv.num_envs
+                for i, a in zip(live, acts):
+                    actions[i] = a
+                    n_tokens += len(a["token_ids"])
+                obs, _, _, _, info = self.venv.step(actions)
+                for b, g in enumerate(info.get("group_end", [])):
+                    if g is not None:
+                        results[b] = g
+        dt = time.perf_counter() - t0
+        return [results[b] for b in range(B)], {"rollout_time": dt, "tokens_per_s": n_tokens / dt}
+
+    # ------------------------------------------------------------------ batch
+    def make_batch(self, groups: list[Any]) -> list[tuple[Response, np.ndarray]]:
+        """Responses with their token advantages (and reference log-probs where needed)."""
+        batch: list[tuple[Response, np.ndarray]] = []
+        for g in groups:
+            resps = []
+            for i, ep in enumerate(g.episodes):
+                if any(x is None for x in ep.step_token_ids) or any(x is None for x in ep.step_logprobs):
+                    raise ValueError(f"episode {i} of group {g.group} lacks token ids or log-probs")
+                resps.append(Response(
+                    prompt_ids=list(ep.prompt_token_ids),
+                    step_ids=[list(s) for s in ep.step_token_ids],
+                    old_logprobs=np.concatenate([np.asarray(s, dtype=np.float64) for s in ep.step_logprobs]),
+                    outcome=float(g.outcomes[i]),
+                    step_terms=g.reward_terms[i],
+                    group_terms={k: v[i] for k, v in g.group_terms.items()},
+                ))
+            if self.ref is not None:
+                for r, lp in zip(resps, self._score(self.ref, resps)):
+                    r.ref_logprobs = lp
+            if self.cfg.rollout.temperature != 1.0:  # sampler log-probs are tempered: recompute
+                for r, lp in zip(resps, self._score(self.model, resps)):
+                    r.old_logprobs = lp
+            advs = compose_advantages(resps, self.metas, self.cfg.algo.adv_eps)
+            batch.extend(zip(resps, advs))
+        return batch
+
+    def _score(self, model: Any, resps: list[Response]) -> list[np.ndarray]:
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for chunk in _chunks(list(range(len(resps))), self.cfg.algo.micro_batch):
+                t = self._collate([(resps[i], np.zeros(len(resps[i].response_ids))) for i in chunk])
+                logp, _ = token_logprobs(model, t["input_ids"], t["attention_mask"])
+                for row in range(len(chunk)):
+                    m = t["mask"][row].bool()
+                    out.append(logp[row][m].double().numpy())
+        return out
+
+    @staticmethod
+    def _collate(items: list[tuple[Response, np.ndarray]]) -> dict[str, Any]:
+        """Right-padded (N, T) inputs; per-position arrays aligned to logits (N, T-1)."""
+        import torch
+
+        seqs = [r.prompt_ids + r.response_ids for r, _ in items]
+        T = max(len(s) for s in seqs)
+        N = len(items)
+        input_ids = torch.zeros((N, T), dtype=torch.long)
+        attn = torch.zeros((N, T), dtype=torch.long)
+        mask = torch.zeros((N, T - 1))
+        old = torch.zeros((N, T - 1))
+        adv = torch.zeros((N, T - 1))
+        ref = torch.zeros((N, T - 1))
+        for n, ((r, a), s) in enumerate(zip(items, seqs)):
+            input_ids[n, : len(s)] = torch.tensor(s)
+            attn[n, : len(s)] = 1
+            p, L = len(r.prompt_ids), len(r.response_ids)
+            sl = slice(p - 1, p - 1 + L)  # logits position t predicts token t+1
+            mask[n, sl] = 1
+            old[n, sl] = torch.as_tensor(r.old_logprobs, dtype=torch.float32)
+            adv[n, sl] = torch.as_tensor(a, dtype=torch.float32)
+            if r.ref_logprobs is not None:
+                ref[n, sl] = torch.as_tensor(r.ref_logprobs, dtype=torch.float32)
+        return {"input_ids": input_ids, "attention_mask": attn, "mask": mask, "old": old,
+                "adv": adv, "ref": ref}
+
+    # ------------------------------------------------------------------ update
+    def update(self, batch: list[tuple[Response, np.ndarray]]) -> dict[str, float]:
+        """PPO-clip on the batch: ``inner_epochs`` passes, micro-batches, one step per pass."""
+        import torch
+        import torch.distributed as dist
+
+        cfg = self.cfg.algo
+        net = self.ddp or self.model
+        self.model.train()
+        n_local = float(sum(len(r.response_ids) for r, _ in batch))
+        n_global = torch.tensor(n_local)
+        if self.world > 1:
+            dist.all_reduce(n_global)
+        denom = float(n_global) / self.world  # DDP averages gradients over ranks
+        stats = {"loss": 0.0, "clip_tokens": 0.0, "kl_sum": 0.0, "entropy_sum": 0.0, "grad_norm": 0.0}
+        for epoch in range(cfg.inner_epochs):
+            last = epoch == cfg.inner_epochs - 1
+            chunks = _chunks(list(range(len(batch))), cfg.micro_batch)
+            for c, chunk in enumerate(chunks):
+                t = self._collate([batch[i] for i in chunk])
+                sync = self.ddp is None or c == len(chunks) - 1
+                ctx = self.ddp.no_sync() if not sync else _nullcontext()
+                with ctx:
+                    logp, ent = token_logprobs(net, t["input_ids"], t["attention_mask"])
+                    loss, st = ppo_clip_objective(
+                        logp, t["old"], t["adv"], t["mask"], clip_eps=cfg.clip_eps,
+                        ref_logp=t["ref"] if self.ref is not None else None,
+                        kl_coef=cfg.kl_coef, denom=denom)
+                    loss.backward()
+                if last:
+                    stats["loss"] += float(loss.detach())
+                    stats["clip_tokens"] += float(st["clip_tokens"])
+                    stats["kl_sum"] += float(st.get("kl_sum", 0.0))
+                    stats["entropy_sum"] += float((ent.detach() * t["mask"]).sum())
+            gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            stats["grad_norm"] = float(gn)
+        self.scheduler.step()
+        if hasattr(self.policy, "sync_weights"):
+            self.policy.sync_weights(self.model)
+        out = {"loss": stats["loss"], "grad_norm": stats["grad_norm"],
+               "clip_frac": stats["clip_tokens"] / max(1.0, n_local),
+               "entropy": stats["entropy_sum"] / max(1.0, n_local),
+               "lr": self.optimizer.param_groups[0]["lr"]}
+        if self.ref is not None:
+            out["kl"] = stats["kl_sum"] / max(1.0, n_local)
+        return out
+
+    # ------------------------------------------------------------------ loop
+    def train(self) -> list[dict[str, Any]]:
+        """Run ``cfg.run.steps`` updates (from the newest checkpoint when resuming)."""
+        cfg = self.cfg
+        out = Path(cfg.run.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if cfg.run.resume and (ck := latest_checkpoint(out)) is not None:
+            self.load_state(load_checkpoint(ck))
+        if self.rank == 0:
+            save_config(cfg, out / "config.yaml")
+        log = RunLogger(out, tensorboard=cfg.run.tensorboard and self.rank == 0,
+                        append=cfg.run.resume, start_step=self.step) if self.rank == 0 else None
+        history: list[dict[str, Any]] = []
+        bar = None
+        if cfg.run.progress and self.rank == 0:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.run.steps, initial=self.step, desc="train", dynamic_ncols=True)
+        while self.step < cfg.run.steps:
+            t0 = time.perf_counter()
+            groups, rstats = self.rollout()
+            t1 = time.perf_counter()
+            batch = self.make_batch(groups)
+            ustats = self.update(batch)
+            metrics = {**self._rollout_metrics(groups), **rstats, **ustats,
+                       "update_time": time.perf_counter() - t1, "step_time": time.perf_counter() - t0,
+                       **{f"stats/{k}": v for k, v in self.pipeline.stats().items()}}
+            self.step += 1
+            history.append({"step": self.step, **metrics})
+            if log is not None:
+                log.log(self.step, metrics)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(acc=f"{metrics['accuracy']:.2f}", loss=f"{metrics['loss']:.3f}")
+            every = cfg.run.checkpoint_every
+            if self.rank == 0 and ((every and self.step % every == 0) or self.step == cfg.run.steps):
+                save_checkpoint(out / "checkpoints" / f"step_{self.step}.pt", self.state_dict())
+        if bar is not None:
+            bar.close()
+        if log is not None:
+            log.close()
+            if cfg.run.plot:
+                plot_curves(out / "metrics.jsonl", out / "curves.png")
+        return history
+
+    def _rollout_metrics(self, groups: list[Any]) -> dict[str, float]:
+        outcomes = np.concatenate([g.outcomes for g in groups])
+        returns = np.concatenate([g.returns for g in groups])
+        m = {"accuracy": float(outcomes.mean()), "reward": float(returns.mean()),
+             "response_tokens": float(np.mean([sum(len(s) for s in ep.step_token_ids)
+                                               for g in groups for ep in g.episodes])),
+             "steps_per_response": float(np.mean([len(ep.steps) for g in groups for ep in g.episodes]))}
+        for name in self.pipeline.names:
+            per_resp = [sum(t.get(name, 0.0) for t in terms) for g in groups for terms in g.reward_terms]
+            m[f"term/{name}"] = float(np.mean(per_resp))
+            if any(name in g.group_terms for g in groups):
+                m[f"term/{name}"] = float(np.mean([v for g in groups for v in g.group_terms.get(name, [])]))
+        return m
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        gen = getattr(self.policy, "_gen", None)
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "data_rng": self.data_rng.bit_generator.state,
+            "policy_rng": gen.get_state() if gen is not None else None,
+            "rng": capture_rng(),
+            "config": self.cfg.to_plain(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.data_rng.bit_generator.state = state["data_rng"]
+        gen = getattr(self.policy, "_gen", None)
+        if gen is not None and state.get("policy_rng") is not None:
+            gen.set_state(state["policy_rng"])
+        restore_rng(state["rng"])
+        if hasattr(self.policy, "clear_cache"):
+            self.policy.clear_cache()
+        if hasattr(self.policy, "sync_weights"):
+            self.policy.sync_weights(self.model)
+
+
+def _chunks(xs: list[int], n: int) -> list[list[int]]:
+    return [xs[i: i + n] for i in range(0, len(xs), max(1, n))]
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: Any) -> None:
+        return None
+
+
+def print_summary(history: list[dict[str, Any]], cfg: TrainConfig) -> None:
+    """A table of the run's updates (accuracy, reward, shaper terms, loss, KL, timing)."""
+    if not history:
+        print("no updates were run")
+        return
+    terms = sorted(k for k in history[-1] if k.startswith("term/") and k != "term/outcome")
+    cols = ["step", "accuracy", "reward", *terms, "loss", "kl", "entropy", "clip_frac",
+            "tokens_per_s", "step_time"]
+    cols = [c for c in cols if any(c in h for h in history)]
+    print(" ".join(f"{c.replace('term/', ''):>12}" for c in cols))
+    for h in history:
+        print(" ".join(f"{h.get(c, float('nan')):>12.4g}" for c in cols))
+    out = Path(cfg.run.out_dir)
+    print(f"metrics: {out / 'metrics.jsonl'}  curves: {out / 'curves.png'}  config: {out / 'config.yaml'}")
+
+
+def main(cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Train from a config (initialises torch.distributed when launched with torchrun)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        import torch
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        return Trainer(cfg).train()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
