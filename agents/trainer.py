@@ -124,14 +124,18 @@ class Trainer:
     def _make_policy(self, split: str) -> Any:
         cfg = self.cfg.rollout
         if cfg.backend == "vllm":
-            from reasonenv.agents.vllm_policy import VLLMPolicy
+            from reasonenv.agents.vllm_policy import VLLMEngineConfig, VLLMPolicy, VLLMPolicyConfig
 
-            folder = Path(self.cfg.run.out_dir) / "policy_weights"
+            # The engine loads a safetensors folder; after each update sync_weights() saves the
+            # trainer's weights and the worker reloads them in place.
+            folder = Path(self.cfg.run.out_dir) / f"policy_weights_rank{self.rank}"
             self.model.save_pretrained(folder)
             self.tok.save_pretrained(folder)
-            return VLLMPolicy(str(folder), temperature=cfg.temperature, top_p=cfg.top_p,
-                              max_step_tokens=cfg.max_step_tokens, split=split,
-                              seed=self.cfg.run.seed + self.rank)
+            return VLLMPolicy(str(folder), self.tok, VLLMPolicyConfig(
+                temperature=cfg.temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens,
+                split=split, seed=self.cfg.run.seed + 7919 * self.rank),
+                engine_config=VLLMEngineConfig(max_model_len=min(
+                    4096, int(getattr(self.model.config, "max_position_embeddings", 4096)))))
         from reasonenv.agents.hf import HFPolicy, HFPolicyConfig
 
         return HFPolicy(self.model, self.tok, HFPolicyConfig(
@@ -198,7 +202,9 @@ class Trainer:
             if self.ref is not None:
                 for r, lp in zip(resps, self._score(self.ref, resps)):
                     r.ref_logprobs = lp
-            if self.cfg.rollout.temperature != 1.0:  # sampler log-probs are tempered: recompute
+            if self.cfg.rollout.temperature != 1.0 or self.cfg.rollout.backend == "vllm":
+                # Tempered sampler log-probs, or another engine's numerics (vLLM may run bf16):
+                # pi_old comes from the training model itself.
                 for r, lp in zip(resps, self._score(self.model, resps)):
                     r.old_logprobs = lp
             advs = compose_advantages(resps, self.metas, self.cfg.algo.adv_eps)

@@ -113,11 +113,17 @@ class VLLMEngine:
         self.log_path = self._log.name
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         t0 = time.perf_counter()
-        self._proc = subprocess.Popen(
-            [self.python, "-u", str(WORKER_SCRIPT)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self._log, env=env, text=True, encoding="utf-8",
-            start_new_session=True,  # own process group: close() ends vLLM's helpers too
-        )
+        self._failed = False
+        try:
+            self._proc = subprocess.Popen(
+                [self.python, "-u", str(WORKER_SCRIPT)], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=self._log, env=env, text=True, encoding="utf-8",
+                start_new_session=True,  # own process group: close() ends vLLM's helpers too
+            )
+        except OSError as e:
+            self._log.close()
+            os.unlink(self.log_path)
+            raise VLLMWorkerError(f"cannot start the vLLM worker with {self.python!r}: {e}") from e
         self._replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         _LIVE.add(self)
@@ -151,6 +157,7 @@ class VLLMEngine:
         return "\n".join(text.splitlines()[-lines:])
 
     def _fail(self, what: str) -> VLLMWorkerError:
+        self._failed = True  # keep the log file for inspection
         return VLLMWorkerError(f"{what}\n--- vLLM worker stderr ({self.log_path}), last lines ---\n"
                                f"{self.stderr_tail()}")
 
@@ -191,6 +198,7 @@ class VLLMEngine:
                 raise self._fail(f"vLLM worker pipe closed during {op!r}: {e}") from e
             msg = self._wait(rid, timeout if timeout is not None else self.config.request_timeout, op)
         if not msg.get("ok"):
+            self._failed = True
             raise VLLMWorkerError(f"vLLM worker failed on {op!r}: {msg.get('error')}\n"
                                   f"{msg.get('traceback', '')}")
         return msg.get("result")
@@ -257,6 +265,8 @@ class VLLMEngine:
             shutil.rmtree(self._weights_dir, ignore_errors=True)
             self._weights_dir = None
         self._log.close()
+        if not self._failed and os.path.exists(self.log_path):
+            os.unlink(self.log_path)
         _LIVE.discard(self)
 
     def __enter__(self) -> VLLMEngine:

@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 
 from reasonenv.segmentation import IncrementalDecoder
@@ -241,3 +242,39 @@ def test_worker_without_vllm_fails_with_a_clear_error(tmp_path):
     with pytest.raises(VLLMWorkerError, match="No module named 'vllm'"):
         VLLMEngine(str(tmp_path), python=sys.executable)
     assert time.perf_counter() - t0 < 30
+
+
+def test_missing_interpreter_is_a_clear_error(tmp_path):
+    with pytest.raises(VLLMWorkerError, match="cannot start the vLLM worker"):
+        VLLMEngine(str(tmp_path), python=str(tmp_path / "no-python"))
+
+
+@pytest.mark.vllm
+def test_trainer_runs_an_update_with_vllm_rollouts(vllm_python, tiny_tok, tmp_path, monkeypatch):
+    """rollout.backend=vllm: vLLM samples, the trainer updates, the worker reloads the weights."""
+    from reasonenv.agents.config import load_config
+    from reasonenv.agents.trainer import Trainer
+    from reasonenv.testing import tiny_model
+
+    monkeypatch.setenv("REASONENV_VLLM_PYTHON", vllm_python)
+    cfg = load_config(None, [
+        f"run.out_dir={tmp_path}", "run.steps=2", "run.tensorboard=false", "run.progress=false",
+        "run.plot=false", "rollout.backend=vllm", "rollout.num_problems=2", "rollout.group_size=4",
+        "rollout.max_step_tokens=6", "env.max_tokens=12", "env.chat=false", "optim.lr=1e-2"])
+    import zlib
+
+    from reasonenv.grading import Verdict
+
+    def parity_grader(pairs):  # mixed outcomes from a random model, so the update is non-zero
+        return [Verdict(zlib.crc32(r.encode()) % 2 == 0, r[-5:], a, None, a, "exact") for r, a in pairs]
+
+    cfg.shaping.services = {"grader": parity_grader}
+    model = tiny_model(tiny_tok, hidden_size=256)
+    before = [p.detach().clone() for p in model.parameters()]
+    tr = Trainer(cfg, model, tiny_tok)
+    try:
+        hist = tr.train()
+    finally:
+        tr.policy.close()
+    assert len(hist) == 2 and all(np.isfinite(h["loss"]) for h in hist)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
