@@ -21,30 +21,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from reasonenv.grading.extract import matching_brace
 from reasonenv.shaping.base import EpisodeRecord, Shaper
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-
-
-def _matching_brace(text: str, open_idx: int) -> int | None:
-    """Index of the ``}`` closing the ``{`` at ``open_idx``, or None when it never closes.
-
-    Escaped braces (``\\{``, ``\\}``) are literal characters and are not counted.
-    """
-    depth, i, n = 0, open_idx, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return None
 
 
 def count_boxed(text: str) -> int:
@@ -75,7 +55,7 @@ def count_boxed(text: str) -> int:
         while j < len(text) and text[j] in " \t":
             j += 1
         if j < len(text) and text[j] == "{":
-            end = _matching_brace(text, j)
+            end = matching_brace(text, j)
             if end is None:  # truncated box: not an answer, and nothing after it closes
                 return count
             count += 1

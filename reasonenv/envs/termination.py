@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 
+from reasonenv.grading.extract import matching_brace
+
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOX_SPACE = re.compile(r"\\boxed +([^\s{$][^\s$]*)(?=[\s$])")
 _PHRASE = re.compile(r"(?i)\bthe (?:final )?answer is\b[^\n]*\S[^\n]*\n")
@@ -25,25 +27,12 @@ _HASHES = re.compile(r"####[ \t]*\S[^\n]*\n")
 
 
 def _box_end(text: str) -> int | None:
-    for m in _BOX.finditer(text):
-        depth = 1
-        i = m.end()
-        n = len(text)
-        while i < n:
-            c = text[i]
-            if c == "\\" and i + 1 < n:
-                i += 2
-                continue
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    return i + 1
-            i += 1
-        # unbalanced box: a later box cannot close before this one's text ends either
+    m = _BOX.search(text)
+    if m is None:
         return None
-    return None
+    # An unbalanced first box: a later box cannot close before this one's text ends either.
+    close = matching_brace(text, m.end() - 1)
+    return None if close is None else close + 1
 
 
 def final_answer_end(text: str) -> int | None:

@@ -60,6 +60,31 @@ def clean_text(text: object) -> str:
     return _CONTROL_RE.sub("", text)
 
 
+def matching_brace(text: str, open_idx: int) -> int | None:
+    """Index of the ``}`` closing the ``{`` at ``open_idx``, or None when it never closes.
+
+    Escaped braces (``\\{``, ``\\}``) are literal characters and are not counted.
+
+    Example:
+        >>> matching_brace("x{a{b}c}y", 1)
+        7
+    """
+    depth, i, n = 0, open_idx, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
 def match_braces(text: str) -> dict[int, int]:
     """Map the index of every ``{`` to the index of its matching ``}`` (one linear pass).
 
