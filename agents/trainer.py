@@ -9,6 +9,7 @@ step, ``train`` loops with metrics, checkpoints and exact resume.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -272,7 +273,7 @@ class Trainer:
             for c, chunk in enumerate(chunks):
                 t = self._collate([batch[i] for i in chunk])
                 sync = self.ddp is None or c == len(chunks) - 1
-                ctx = self.ddp.no_sync() if not sync else _nullcontext()
+                ctx = self.ddp.no_sync() if not sync else contextlib.nullcontext()
                 with ctx:
                     logp, ent = token_logprobs(net, t["input_ids"], t["attention_mask"])
                     loss, st = ppo_clip_objective(
@@ -391,14 +392,6 @@ class Trainer:
 
 def _chunks(xs: list[int], n: int) -> list[list[int]]:
     return [xs[i: i + n] for i in range(0, len(xs), max(1, n))]
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: Any) -> None:
-        return None
 
 
 def print_summary(history: list[dict[str, Any]], cfg: TrainConfig) -> None:
