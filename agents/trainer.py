@@ -187,19 +187,27 @@ class Trainer:
     def make_batch(self, groups: list[Any]) -> list[tuple[Response, np.ndarray]]:
         """Responses with their token advantages (and reference log-probs where needed)."""
         batch: list[tuple[Response, np.ndarray]] = []
+        self.skipped = 0
         for g in groups:
-            resps = []
+            resps, usable = [], []
             for i, ep in enumerate(g.episodes):
-                if any(x is None for x in ep.step_token_ids) or any(x is None for x in ep.step_logprobs):
-                    raise ValueError(f"episode {i} of group {g.group} lacks token ids or log-probs")
+                # A step the env had to cut (over max_step_chars) has no sampled log-probs: the
+                # response still counts for its group's normalisation but is not trained on.
+                ok = all(x is not None for x in ep.step_token_ids) and all(
+                    x is not None for x in ep.step_logprobs)
+                step_ids = [list(s or ()) for s in ep.step_token_ids]
+                old = (np.concatenate([np.asarray(s, dtype=np.float64) for s in ep.step_logprobs])
+                       if ok else np.zeros(sum(len(s) for s in step_ids)))
                 resps.append(Response(
                     prompt_ids=list(ep.prompt_token_ids),
-                    step_ids=[list(s) for s in ep.step_token_ids],
-                    old_logprobs=np.concatenate([np.asarray(s, dtype=np.float64) for s in ep.step_logprobs]),
+                    step_ids=step_ids,
+                    old_logprobs=old,
                     outcome=float(g.outcomes[i]),
                     step_terms=g.reward_terms[i],
                     group_terms={k: v[i] for k, v in g.group_terms.items()},
                 ))
+                usable.append(ok and len(old) > 0)
+            self.skipped += usable.count(False)
             if self.ref is not None:
                 for r, lp in zip(resps, self._score(self.ref, resps)):
                     r.ref_logprobs = lp
@@ -209,7 +217,7 @@ class Trainer:
                 for r, lp in zip(resps, self._score(self.model, resps)):
                     r.old_logprobs = lp
             advs = compose_advantages(resps, self.metas, self.cfg.algo.adv_eps)
-            batch.extend(zip(resps, advs))
+            batch.extend((r, a) for r, a, ok in zip(resps, advs, usable) if ok)
         return batch
 
     def _score(self, model: Any, resps: list[Response]) -> list[np.ndarray]:
@@ -326,6 +334,7 @@ class Trainer:
             batch = self.make_batch(groups)
             ustats = self.update(batch)
             metrics = {**self._rollout_metrics(groups), **rstats, **ustats,
+                       "skipped_responses": self.skipped,
                        "update_time": time.perf_counter() - t1, "step_time": time.perf_counter() - t0,
                        **{f"stats/{k}": v for k, v in self.pipeline.stats().items()}}
             self.step += 1

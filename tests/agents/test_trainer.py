@@ -192,3 +192,17 @@ def test_packaged_smollm2_trains_one_prl_step(tmp_path):
     hist = Trainer(cfg).train()
     assert len(hist) == 1 and np.isfinite(hist[0]["loss"]) and "term/prl" in hist[0]
     assert (tmp_path / "curves.png").exists()
+
+
+def test_a_response_without_logprobs_is_skipped_not_fatal(tmp_path):
+    """A step the env had to cut carries no sampled log-probs: train on the rest of the batch."""
+    import dataclasses
+
+    tr = make_trainer(tiny_cfg(tmp_path, "grpo"))
+    groups, _ = tr.rollout()
+    ep = groups[0].episodes[0]
+    groups[0].episodes[0] = dataclasses.replace(
+        ep, step_logprobs=(None,) + tuple(ep.step_logprobs[1:]))
+    batch = tr.make_batch(groups)
+    assert tr.skipped == 1 and len(batch) == sum(len(g.episodes) for g in groups) - 1
+    assert np.isfinite(tr.update(batch)["loss"])
