@@ -99,6 +99,9 @@ def _split_percent(s: str) -> tuple[str, bool]:
     return s, False
 
 
+_ARITH_SIDE_RE = re.compile(r"(?:[\d\s+\-*/().]|\\times|\\cdot|\\div)+")
+
+
 def cheap_leaf(pred: str, ref: str, rel_tol: float = DEFAULT_REL_TOL) -> Decision | None:
     """In-process leaf comparison: strings, words, multiple choice, plain numbers.
 
@@ -116,6 +119,12 @@ def cheap_leaf(pred: str, ref: str, rel_tol: float = DEFAULT_REL_TOL) -> Decisio
         return Decision(pred.upper() == ref, EXACT if pred.upper() == ref else MISMATCH)
     if len(ref) > 1 and _WORD_RE.fullmatch(ref) and pred.casefold() == ref.casefold():
         return Decision(True, EXACT)
+    if "=" in pred and "=" not in ref:
+        # "8+6=14" states its result last: a chain whose earlier sides are plain arithmetic is
+        # graded by its last side (a side with a variable keeps it an equation).
+        sides = pred.split("=")
+        if all(_ARITH_SIDE_RE.fullmatch(x) for x in sides[:-1]) and parse_number(sides[-1]) is not None:
+            return cheap_leaf(sides[-1], ref, rel_tol)
     p_var, p_val = strip_assignment(pred)
     r_var, r_val = strip_assignment(ref)
     if p_var is not None and r_var is not None and p_var != r_var:
