@@ -206,3 +206,21 @@ def test_a_response_without_logprobs_is_skipped_not_fatal(tmp_path):
     batch = tr.make_batch(groups)
     assert tr.skipped == 1 and len(batch) == sum(len(g.episodes) for g in groups) - 1
     assert np.isfinite(tr.update(batch)["loss"])
+
+
+def test_cli_train_runs_from_a_model_folder(tmp_path, capsys):
+    """`reasonenv train` end to end: a local model folder, one update, the summary table."""
+    from reasonenv.cli import main
+    from reasonenv.testing import tiny_model, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    tiny_model(tok).save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    code = main(["train", "--config", "configs/grpo.yaml", "--set", f"model.name={tmp_path / 'model'}",
+                 "--set", f"run.out_dir={tmp_path / 'run'}", "--set", "run.steps=1",
+                 "--set", "run.progress=false", "--set", "run.tensorboard=false",
+                 "--set", "env.chat=false", "--set", "env.max_tokens=12",
+                 "--set", "rollout.max_step_tokens=6", "--set", "rollout.group_size=2"])
+    out = capsys.readouterr().out
+    assert code == 0 and "accuracy" in out.splitlines()[0]
+    assert (tmp_path / "run" / "curves.png").exists() and (tmp_path / "run" / "metrics.jsonl").exists()
