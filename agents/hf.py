@@ -261,7 +261,7 @@ class HFPolicy:
             logp = torch.log_softmax(logits / cfg.temperature, -1)
             probs = logp.exp()
             if cfg.top_p < 1.0:
-                probs = _top_p_filter(probs, cfg.top_p)
+                probs = top_p_filter(probs, cfg.top_p)
             tok = torch.multinomial(probs, 1, generator=self._gen).squeeze(-1)
         return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
 
@@ -328,7 +328,7 @@ def _split_row(past: Any, mask: Any, i: int) -> KV:
     return kv
 
 
-def _top_p_filter(probs: Any, top_p: float) -> Any:
+def top_p_filter(probs: Any, top_p: float) -> Any:
     """Zero the tail of each row outside the smallest set with mass >= ``top_p``; renormalise."""
     import torch
 

@@ -37,7 +37,8 @@ from reasonenv.shaping.services import PRMScorer, ProverService, RefLogprobScore
 
 VALID_KEYS = ("grader", "prm", "prover", "ref_model")
 _PROVER_SAMPLER_KEYS = ("temperature", "top_p", "max_new_tokens", "batch_size", "dtype")
-_PROVER_KEYS = ("model", "K", "m", "seed", "cache_size", "max_prefix_chars", *_PROVER_SAMPLER_KEYS)
+_PROVER_KEYS = ("model", "K", "m", "seed", "cache_size", "max_prefix_chars", "last_number_fallback",
+                *_PROVER_SAMPLER_KEYS)
 
 
 def _bad(key: str, value: Any, expected: str) -> ValueError:
@@ -98,7 +99,15 @@ def _prover(value: Any) -> ProverService:
         from reasonenv.shaping.hf_services import HFSampler
 
         sampler = HFSampler(kw["model"], **{k: kw[k] for k in _PROVER_SAMPLER_KEYS if k in kw})
-        prover = MCProver(sampler, seed=kw.get("seed", 0), cache_size=kw.get("cache_size", 100_000),
+        grader = None
+        if kw.get("last_number_fallback"):  # grade continuations as a lenient env does
+            import functools
+
+            from reasonenv.grading import grade_batch
+
+            grader = functools.partial(grade_batch, last_number_fallback=True)
+        prover = MCProver(sampler, grader, seed=kw.get("seed", 0),
+                          cache_size=kw.get("cache_size", 100_000),
                           max_prefix_chars=kw.get("max_prefix_chars"))
         prover.default_K, prover.default_m = kw.get("K"), kw.get("m")  # type: ignore[attr-defined]
         return prover

@@ -297,3 +297,18 @@ def test_build_services_model_paths(tiny_tok, tiny_lm, tmp_path):
     assert len(q) == 1 and 0.0 <= q[0] <= 1.0
     lp = svc.ref_logprobs.logprobs([RefRequest(None, (60, 61), (62,))])[0]
     np.testing.assert_allclose(lp, _manual_logprobs(tiny_lm, [60, 61, 62], 2), atol=1e-4)
+
+
+def test_build_services_prover_can_grade_like_a_lenient_env(tiny_tok, tiny_lm, tmp_path):
+    """{"last_number_fallback": true}: the prover's continuations are graded by their last number."""
+    path = tmp_path / "tiny"
+    tiny_lm.save_pretrained(path)
+    tiny_tok.save_pretrained(path)
+    strict = build_services({"prover": {"model": str(path)}}).prover
+    lenient = build_services({"prover": {"model": str(path), "last_number_fallback": True}}).prover
+    from reasonenv.grading import grade_batch
+
+    pairs = [("so it is 7", "7")]
+    assert strict.grader is None  # the default, strict grade_batch at call time
+    assert [v.correct for v in grade_batch(pairs)] == [False]
+    assert [v.correct for v in lenient.grader(pairs)] == [True]
