@@ -427,8 +427,12 @@ def main(cfg: TrainConfig) -> list[dict[str, Any]]:
         import torch
 
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    trainer = None
     try:
-        return Trainer(cfg).train()
+        trainer = Trainer(cfg)
+        return trainer.train()
     finally:
         if dist.is_initialized():
+            dist.barrier()  # leave together: a rank that tears down early aborts the others
+            del trainer  # DDP's reducer holds the process group
             dist.destroy_process_group()

@@ -29,6 +29,9 @@ def main(batch_path: str, out_path: str, run_dir: str) -> None:
     tr.update(batch[rank * half:(rank + 1) * half])
     if rank == 0:
         torch.save([p.detach().clone() for p in tr.model.parameters()], out_path)
+    # Leave together, and drop DDP (its reducer holds the process group) before tearing down.
+    dist.barrier()
+    del tr
     dist.destroy_process_group()
 
 

@@ -166,11 +166,12 @@ def test_two_processes_equal_one_on_the_same_global_batch(tmp_path):
     single.update(batch)
     script = Path(__file__).with_name("ddp_update_script.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(
+    proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          str(script),
          str(tmp_path / "batch.pt"), str(tmp_path / "params.pt"), str(tmp_path / "ddp")],
-        check=True, capture_output=True, env=env, timeout=300)
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     params = torch.load(tmp_path / "params.pt")
     for a, b in zip(single.model.parameters(), params):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
