@@ -69,20 +69,7 @@ def matching_brace(text: str, open_idx: int) -> int | None:
         >>> matching_brace("x{a{b}c}y", 1)
         7
     """
-    depth, i, n = 0, open_idx, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return None
+    return match_braces(text).get(open_idx)
 
 
 def match_braces(text: str) -> dict[int, int]:
