@@ -38,7 +38,8 @@ class MathTokensEnv(gym.Env[dict, int]):
 
     Example:
         >>> import gymnasium as gym, reasonenv
-        >>> tok = reasonenv.testing.tiny_tokenizer()
+        >>> from reasonenv.testing import tiny_tokenizer
+        >>> tok = tiny_tokenizer()
         >>> env = gym.make("reasonenv/MathTokens-v0", tokenizer=tok)
         >>> obs, info = env.reset(seed=0)
         >>> obs["token_ids"].shape == env.observation_space["token_ids"].shape

@@ -21,7 +21,7 @@ Environment variables (read at discovery time):
 
 Example:
     >>> from dataclasses import dataclass
-    >>> from reasonenv.shaping.base import Shaper
+    >>> from reasonenv.shaping import Shaper, make_shaper
     >>> @register_shaper
     ... class Constant(Shaper):
     ...     name = "doc_constant"
