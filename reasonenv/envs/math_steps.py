@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -268,7 +269,7 @@ class MathStepsEnv(gym.Env[str, Any]):
                                 episode_id=st.episode_id, prompt_ids=st.prompt_ids,
                                 steps=st.steps[: k + 1], step_ids=st.step_ids[: k + 1],
                                 step_lps=st.step_lps[: k + 1])
-            pk = Pending(view, p.action, p.step_tokens, p.terminated, p.truncated, p.truncated_by)
+            pk = replace(p, state=view)
             contexts.append(make_context(pk, verdict if k == n - 1 else None))
         terms = self.pipeline.step_terms(contexts)
         st.step_terms = list(terms)
@@ -277,7 +278,7 @@ class MathStepsEnv(gym.Env[str, Any]):
             for name, v in extra.items():
                 terms[-1][name] = terms[-1].get(name, 0.0) + v
         return [
-            self._finish(p, verdict if k == n - 1 else None, terms[k], step_index=k)
+            self._finish(p, verdict if k == n - 1 else None, terms[k])
             for k, p in enumerate(pendings)
         ]
 
@@ -346,20 +347,16 @@ class MathStepsEnv(gym.Env[str, Any]):
             elif st.n_tokens >= self.max_tokens:
                 by = "max_tokens"
         st.done = terminated or by is not None
-        return Pending(st, action, n_step, terminated, by is not None, by)
+        return Pending(st, action, n_step, terminated, by is not None, by,
+                       step_index=len(st.steps) - 1, response_tokens=st.n_tokens)
 
-    def _finish(
-        self, p: Pending, verdict: Any, terms: dict[str, float], step_index: int | None = None
-    ) -> StepRecord:
+    def _finish(self, p: Pending, verdict: Any, terms: dict[str, float]) -> StepRecord:
         """Turn a graded, shaped step into the ``step`` return values."""
-        st = p.state
-        k = len(st.steps) - 1 if step_index is None else step_index
-        n_tokens = sum(len(i) if i is not None else len(t) for i, t in zip(st.step_ids[: k + 1], st.steps[: k + 1]))
         info: dict[str, Any] = {
-            "problem_id": st.problem.id,
-            "step_index": k,
+            "problem_id": p.state.problem.id,
+            "step_index": p.step_index,
             "step_tokens": p.step_tokens,
-            "response_tokens": n_tokens,
+            "response_tokens": p.response_tokens,
         }
         if p.done:
             info["verdict"] = verdict.to_dict()

@@ -49,6 +49,8 @@ class Pending:
     terminated: bool
     truncated: bool
     truncated_by: str | None
+    step_index: int = 0  # index of this step in its episode
+    response_tokens: int = 0  # response tokens up to and including this step
 
     @property
     def done(self) -> bool:
