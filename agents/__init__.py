@@ -3,7 +3,7 @@
 Importing this package is cheap; backends that need torch import it when constructed.
 """
 
-from reasonenv.agents.policy import Policy, ScriptedPolicy
+from reasonenv.policy import Policy, ScriptedPolicy
 
 __all__ = [
     "HFPolicy",

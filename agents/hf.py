@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reasonenv.agents.assets import resolve_model
+from reasonenv.models.assets import resolve_model
+from reasonenv.models.sampler import top_p_filter
 from reasonenv.segmentation import IncrementalDecoder, Segmenter
 
 # Per-layer (keys, values), each of shape (1, heads, cached_len, head_dim).
@@ -77,7 +78,7 @@ class HFPolicy:
 
     Args:
         model: A loaded causal LM, or a name resolved by
-            :func:`reasonenv.agents.assets.resolve_model` (local folder, packaged
+            :func:`reasonenv.models.assets.resolve_model` (local folder, packaged
             ``"smollm2-135m-instruct"``, or a hub id).
         tokenizer: The tokenizer; loaded from ``model`` when it is a name.
         config: Sampling settings.
@@ -326,13 +327,3 @@ def _split_row(past: Any, mask: Any, i: int) -> KV:
             raise RuntimeError(f"cache length {keys.shape[-2]} != attention mask {mask.shape[0]}")
         kv.append((keys[i : i + 1, :, mask], values[i : i + 1, :, mask]))
     return kv
-
-
-def top_p_filter(probs: Any, top_p: float) -> Any:
-    """Zero the tail of each row outside the smallest set with mass >= ``top_p``; renormalise."""
-    import torch
-
-    sorted_p, idx = probs.sort(-1, descending=True)
-    keep = sorted_p.cumsum(-1) - sorted_p < top_p
-    filtered = torch.zeros_like(probs).scatter(-1, idx, sorted_p * keep)
-    return filtered / filtered.sum(-1, keepdim=True)

@@ -43,7 +43,7 @@ def load_model(cfg: TrainConfig) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from reasonenv.agents.assets import resolve_model
+    from reasonenv.models.assets import resolve_model
 
     path = resolve_model(cfg.model.name)
     tok = AutoTokenizer.from_pretrained(path)
@@ -72,7 +72,7 @@ class Trainer:
         import torch
 
         import reasonenv
-        from reasonenv.shaping.hf_services import HFRefScorer
+        from reasonenv.models.ref_scorer import HFRefScorer
 
         self.cfg = cfg
         self.rank, self.world = _world()

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reasonenv.agents.assets import resolve_model
+from reasonenv.models.assets import resolve_model
 from reasonenv.segmentation import IncrementalDecoder, Segmenter
 
 WORKER_SCRIPT = Path(__file__).with_name("vllm_worker.py")

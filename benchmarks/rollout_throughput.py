@@ -42,7 +42,7 @@ def main() -> None:
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from reasonenv.agents.assets import resolve_model
+    from reasonenv.models.assets import resolve_model
     from reasonenv.agents.hf import HFPolicy, HFPolicyConfig
     from reasonenv.problems import make_source
 

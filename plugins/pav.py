@@ -11,7 +11,7 @@ outcome itself (no prover call): the terms then telescope to
 ``sum_h alpha * A^mu_h = alpha * (outcome - Q^mu(prompt))``.
 
 Example:
-    >>> from reasonenv.shaping.services import Services
+    >>> from reasonenv.shaping.protocols import Services
     >>> class Prover:  # a stand-in prover: Q = 0.1 per character of the prefix, capped at 1
     ...     def q_values(self, reqs, *, K, m):
     ...         return [min(1.0, 0.1 * len(r.prefix)) for r in reqs]
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from reasonenv.segmentation import Segmenter
 from reasonenv.shaping.base import Shaper, StepContext
-from reasonenv.shaping.services import ProverRequest
+from reasonenv.shaping.protocols import ProverRequest
 
 
 def _key(ctx: StepContext, prefix: str) -> Hashable:
@@ -45,7 +45,7 @@ class PAVShaper(Shaper):
     ``alpha * (outcome - Q(prompt))``.
 
     Example:
-        >>> from reasonenv.shaping.services import Services
+        >>> from reasonenv.shaping.protocols import Services
         >>> class Prover:
         ...     def q_values(self, reqs, *, K, m): return [0.5 for _ in reqs]
         >>> PAVShaper(PAVShaper.Config(alpha=0.5), Services(prover=Prover())).step_terms(

@@ -35,7 +35,7 @@ import numpy as np
 from reasonenv.segmentation import Segmenter
 from reasonenv.shaping.advantages import grpo_advantages
 from reasonenv.shaping.base import Shaper, StepContext
-from reasonenv.shaping.services import RefRequest
+from reasonenv.shaping.protocols import RefRequest
 
 MODES = ("orm", "prm")
 STD_EPS = 1e-6  # REWARDS.md: A_hat = (o - mean) / (std + 1e-6)
@@ -184,7 +184,7 @@ class PRLShaper(Shaper):
     that process part. The outcome itself comes from the ``outcome`` shaper, not from here.
 
     Example:
-        >>> from reasonenv.shaping.services import Services
+        >>> from reasonenv.shaping.protocols import Services
         >>> class Ref:  # a stand-in reference model: log-prob -1 for every token
         ...     def logprobs(self, reqs): return [np.full(len(r.new_ids), -1.0) for r in reqs]
         ...     def release(self, key): pass

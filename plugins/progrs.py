@@ -172,7 +172,7 @@ class PROGRSShaper(Shaper):
 
     Example:
         >>> from reasonenv.shaping.base import EpisodeRecord
-        >>> from reasonenv.shaping.services import Services
+        >>> from reasonenv.shaping.protocols import Services
         >>> from reasonenv.problems.base import Problem
         >>> class PRM:  # a stand-in PRM: the score of a step is its length / 10
         ...     quantiles = (0.5,)

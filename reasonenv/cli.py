@@ -3,7 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from typing import Any
+
+# Sub-commands implemented in reasonenv.agents (torch-backed), found by module path so that the
+# torch-free core never imports reasonenv.agents: "command": "module:function".
+AGENT_COMMANDS = {
+    "demo": "reasonenv.agents.demo:run_demo_command",
+    "train": "reasonenv.agents.train_cli:run_train_command",
+}
+
+
+def _agent_command(command: str) -> Any:
+    module, func = AGENT_COMMANDS[command].split(":")
+    return getattr(importlib.import_module(module), func)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,32 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         from reasonenv.grading.cli import run_grade
 
         return run_grade(args)
-    if args.command == "demo":
-        from reasonenv.demo import run_demo
-
-        return run_demo(args.model, args.episodes, args.seed, args.problems, args.skip_model)
+    if args.command in AGENT_COMMANDS:
+        return int(_agent_command(args.command)(args))
     if args.command == "shapers":
         from reasonenv.shaping.cli import run_shapers
 
         return run_shapers(args)
-    if args.command == "train":
-        from reasonenv.agents.config import ConfigError, load_config
-
-        try:
-            cfg = load_config(args.config, args.overrides)
-        except ConfigError as e:
-            print(f"reasonenv train: {e}", file=sys.stderr)
-            return 2
-        if args.print_config:
-            import yaml
-
-            print(yaml.safe_dump(cfg.to_plain(), sort_keys=False), end="")
-            return 0
-        from reasonenv.agents.trainer import main as train_main
-        from reasonenv.agents.trainer import print_summary
-
-        print_summary(train_main(cfg), cfg)
-        return 0
     if args.command == "envs":
         from reasonenv import ENV_IDS
 

@@ -45,7 +45,7 @@ def run_episodes(
 
     Example:
         >>> import gymnasium as gym, reasonenv
-        >>> from reasonenv.agents import ScriptedPolicy
+        >>> from reasonenv.policy import ScriptedPolicy
         >>> env = gym.make("reasonenv/MathSteps-v0")
         >>> eps = run_episodes(env, ScriptedPolicy(lambda p: "The answer is \\\\boxed{0}."), 2, seed=0)
         >>> len(eps)

@@ -263,7 +263,7 @@ def test_token_env_eos_and_budget(tiny_tok):
 
 # --------------------------------------------------------------------- group env
 def test_group_env_shares_problems_and_reports_groups_once():
-    from reasonenv.agents import ScriptedPolicy
+    from reasonenv.policy import ScriptedPolicy
     from reasonenv.rollout import run_group_env
 
     venv = reasonenv.make_group_env("reasonenv/MathSteps-v0", num_problems=2, group_size=3,

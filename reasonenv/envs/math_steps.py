@@ -52,8 +52,8 @@ class MathStepsEnv(gym.Env[str, Any]):
         obs_mode: ``"text"`` (default) or ``"dict"`` = text plus padded prompt+response token ids.
         shapers: Reward shapers: names, ``{"name", "weight", **kwargs}`` dicts or instances
             (``outcome`` is always included), or a shared :class:`RewardPipeline`.
-        services: Services the shapers need (:class:`~reasonenv.shaping.services.Services` or a
-            dict for :func:`~reasonenv.shaping.build.build_services`).
+        services: Services the shapers need (:class:`~reasonenv.shaping.protocols.Services` or a
+            dict for :func:`~reasonenv.shaping.service_factory.build_services`).
         slot: This env's index inside a group env (keys per-episode service caches).
         grader_timeout: Seconds allowed for grading one answer (worker process, hard limit).
         last_number_fallback: Grade the last number when no final answer is marked.

@@ -8,6 +8,15 @@ Example:
 
 from reasonenv.shaping.base import EpisodeRecord, Shaper, StepContext
 from reasonenv.shaping.hooks import hookimpl, hookspec
+from reasonenv.shaping.protocols import (
+    ContinuationSampler,
+    PRMScorer,
+    ProverRequest,
+    ProverService,
+    RefLogprobScorer,
+    RefRequest,
+    Services,
+)
 from reasonenv.shaping.registry import (
     PluginError,
     ReasonenvPluginWarning,
@@ -18,16 +27,7 @@ from reasonenv.shaping.registry import (
     reload_plugins,
     unregister_shaper,
 )
-from reasonenv.shaping.services import (
-    ContinuationSampler,
-    PRMScorer,
-    ProverRequest,
-    ProverService,
-    RefLogprobScorer,
-    RefRequest,
-    Services,
-)
-from reasonenv.shaping.spec import make_shaper
+from reasonenv.shaping.shaper_factory import make_shaper
 
 __all__ = [
     "ContinuationSampler",

@@ -18,7 +18,7 @@ reported per step in ``info["reward_terms"]`` under the shaper's name.
 Shapers are built by :func:`reasonenv.shaping.make_shaper` from ``{"name": ..., "weight": ...,
 **kwargs}``; ``kwargs`` are checked against the shaper's ``Config`` dataclass, so an unknown key
 fails with the list of valid ones. Services (reference log-probs, PRM, prover, grader) are
-injected through :class:`~reasonenv.shaping.services.Services`; a shaper names the ones it needs
+injected through :class:`~reasonenv.shaping.protocols.Services`; a shaper names the ones it needs
 in ``services``.
 
 Example:

@@ -1,15 +1,15 @@
 """Cheap deterministic services for tests, docs and smoke runs (no torch, no model).
 
-* :class:`HashRefScorer` - a :class:`~reasonenv.shaping.services.RefLogprobScorer` whose
+* :class:`HashRefScorer` - a :class:`~reasonenv.shaping.protocols.RefLogprobScorer` whose
   "reference model" is a hash of (seed, previous token, token); it keeps the same per-key
   bookkeeping as a KV-cached scorer, so tests can check the O(L) contract.
-* :class:`HeuristicPRM` - a causal :class:`~reasonenv.shaping.services.PRMScorer` whose step
+* :class:`HeuristicPRM` - a causal :class:`~reasonenv.shaping.protocols.PRMScorer` whose step
   scores are a stable hash of the question and the steps so far, with a quantile spread.
-* :class:`FunctionSampler` - a :class:`~reasonenv.shaping.services.ContinuationSampler` whose
+* :class:`FunctionSampler` - a :class:`~reasonenv.shaping.protocols.ContinuationSampler` whose
   continuations come from a Python function (for provers with known success counts).
 
 Example:
-    >>> from reasonenv.shaping.services import RefRequest
+    >>> from reasonenv.shaping.protocols import RefRequest
     >>> ref = HashRefScorer(seed=0)
     >>> lp = ref.logprobs([RefRequest(("s", 0), (1, 2), (3, 4))])[0]
     >>> lp.shape, bool((lp <= 0).all()), ref.tokens_forwarded
@@ -25,7 +25,7 @@ from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
-from reasonenv.shaping.services import RefRequest
+from reasonenv.shaping.protocols import RefRequest
 
 _MASK64 = (1 << 64) - 1
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reasonenv.shaping.base import EpisodeRecord, Shaper, StepContext
-from reasonenv.shaping.services import Services
+from reasonenv.shaping.protocols import Services
 
 
 class ShaperError(RuntimeError):
@@ -46,7 +46,7 @@ class RewardPipeline:
     Args:
         shapers: Specs accepted by :func:`reasonenv.shaping.make_shaper`: a name, a
             dict ``{"name", "weight", **kwargs}``, or a :class:`Shaper` instance.
-        services: A :class:`Services` or a dict for :func:`reasonenv.shaping.build.build_services`.
+        services: A :class:`Services` or a dict for :func:`reasonenv.shaping.service_factory.build_services`.
 
     Example:
         >>> pipe = RewardPipeline([{"name": "outcome"}])
@@ -56,7 +56,7 @@ class RewardPipeline:
 
     def __init__(self, shapers: Sequence[Any] | None = None, services: Any = None) -> None:
         from reasonenv.shaping import make_shaper
-        from reasonenv.shaping.build import build_services
+        from reasonenv.shaping.service_factory import build_services
 
         self.services: Services = build_services(services)
         specs = list(shapers or [])

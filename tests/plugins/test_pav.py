@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from reasonenv.plugins.pav import PAVShaper
 from reasonenv.problems.base import Problem
 from reasonenv.shaping.base import StepContext
-from reasonenv.shaping.services import ProverRequest, Services
+from reasonenv.shaping.protocols import ProverRequest, Services
 
 PROBLEM = Problem(id="t/0", question="What is 1+1?", answer="2", source="test")
 OTHER = Problem(id="t/1", question="What is 2+2?", answer="4", source="test")

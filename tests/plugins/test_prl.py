@@ -20,7 +20,7 @@ from reasonenv.plugins.prl import (
 from reasonenv.problems.base import Problem
 from reasonenv.segmentation import Segmenter
 from reasonenv.shaping.base import Shaper, StepContext
-from reasonenv.shaping.services import RefRequest, Services
+from reasonenv.shaping.protocols import RefRequest, Services
 
 PROBLEM = Problem(id="t/0", question="What is 1+1?", answer="2", source="test")
 FLOATS = st.floats(min_value=-5.0, max_value=5.0, allow_nan=False, allow_infinity=False)

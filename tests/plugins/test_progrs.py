@@ -19,7 +19,7 @@ from reasonenv.plugins.progrs import (
 from reasonenv.problems.base import Problem
 from reasonenv.shaping.advantages import grpo_advantages
 from reasonenv.shaping.base import EpisodeRecord
-from reasonenv.shaping.services import Services
+from reasonenv.shaping.protocols import Services
 
 PROBLEM = Problem(id="t/0", question="What is 1+1?", answer="2", source="test")
 UNIT = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)

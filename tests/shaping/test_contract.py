@@ -11,9 +11,9 @@ import pytest
 import reasonenv
 from reasonenv.problems import Problem
 from reasonenv.shaping.fake_services import FunctionSampler, HashRefScorer, HeuristicPRM
+from reasonenv.shaping.protocols import RefRequest, Services
 from reasonenv.shaping.prover import MCProver
 from reasonenv.shaping.registry import list_shapers
-from reasonenv.shaping.services import RefRequest, Services
 
 PROBLEM = Problem(id="c/0", question="What is 2 + 3?", answer="5", source="contract")
 RESPONSES = [

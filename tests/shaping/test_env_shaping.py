@@ -16,7 +16,7 @@ PROBLEM = Problem(id="e/0", question="What is 2 + 3?", answer="5", source="t")
 
 @pytest.fixture(scope="module")
 def ref_scorer(tiny_tok, tiny_lm):
-    from reasonenv.shaping.hf_services import HFRefScorer
+    from reasonenv.models.ref_scorer import HFRefScorer
 
     return HFRefScorer(tiny_lm, tiny_tok)
 

@@ -12,15 +12,14 @@ from hypothesis import strategies as st
 
 from reasonenv.problems.base import Problem
 from reasonenv.shaping.fake_services import FunctionSampler
+from reasonenv.shaping.protocols import ProverRequest, ProverService
 from reasonenv.shaping.prover import (
     MCProver,
-    ValueHeadProver,
     bok_biased,
     bok_unbiased,
     derive_seed,
     prefix_key,
 )
-from reasonenv.shaping.services import ProverRequest, ProverService
 
 P = Problem(id="t/0", question="What is 2 + 2?", answer="4", source="test")
 Q = Problem(id="t/1", question="What is 3 + 3?", answer="6", source="test")
@@ -194,6 +193,8 @@ def test_mc_prover_default_grader_is_grade_batch():
 # ----------------------------------------------------------------------------- value head
 def test_value_head_prover_overfits_mc_targets(tiny_tok, tiny_lm):
     import copy
+
+    from reasonenv.models.value_head import ValueHeadProver
 
     reqs = [_req(t) for t in ("First, 2 + 2 = 4.\n", "Hmm, 2 + 2 = 5.\n", "Let x = 2.\n", "")]
     targets = [0.9, 0.1, 0.6, 0.3]

@@ -23,6 +23,7 @@ from reasonenv.shaping import registry as registry_mod
 from reasonenv.shaping.base import Shaper, StepContext
 from reasonenv.shaping.cli import add_shapers_arguments, run_shapers
 from reasonenv.shaping.hooks import hookimpl
+from reasonenv.shaping.protocols import Services
 from reasonenv.shaping.registry import (
     PluginError,
     ReasonenvPluginWarning,
@@ -33,8 +34,7 @@ from reasonenv.shaping.registry import (
     reload_plugins,
     unregister_shaper,
 )
-from reasonenv.shaping.services import Services
-from reasonenv.shaping.spec import make_shaper
+from reasonenv.shaping.shaper_factory import make_shaper
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "reasonenv-shaper-example"

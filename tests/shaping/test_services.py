@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 
 from reasonenv.problems.base import Problem
-from reasonenv.shaping.build import build_services
 from reasonenv.shaping.fake_services import FunctionSampler, HashRefScorer, HeuristicPRM
-from reasonenv.shaping.prover import MCProver
-from reasonenv.shaping.services import (
+from reasonenv.shaping.protocols import (
     ContinuationSampler,
     PRMScorer,
     ProverRequest,
@@ -21,6 +19,8 @@ from reasonenv.shaping.services import (
     RefRequest,
     Services,
 )
+from reasonenv.shaping.prover import MCProver
+from reasonenv.shaping.service_factory import build_services
 
 QUESTION = "What is 3 + 4?"
 STEPS = ["First, 3 + 4 = 7.\n\n", "So x = 2.\n\n", "The answer is \\boxed{7}.\n"]
@@ -28,7 +28,7 @@ STEPS = ["First, 3 + 4 = 7.\n\n", "So x = 2.\n\n", "The answer is \\boxed{7}.\n"
 
 def test_cheap_imports_do_not_import_torch():
     code = ("import sys, reasonenv.shaping.fake_services, reasonenv.shaping.prover, "
-            "reasonenv.shaping.build, reasonenv.shaping.hf_services; print('torch' in sys.modules)")
+            "reasonenv.shaping.service_factory, reasonenv.models.ref_scorer, reasonenv.models.prm; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -89,7 +89,7 @@ def _split(tok, prompt, steps):
 
 
 def test_hf_ref_incremental_equals_full_forward_and_is_linear(tiny_tok, tiny_lm):
-    from reasonenv.shaping.hf_services import HFRefScorer
+    from reasonenv.models.ref_scorer import HFRefScorer
 
     prompt, steps = _split(tiny_tok, "Question: " + QUESTION + "\nAnswer:", STEPS)
     full = prompt + [t for s in steps for t in s]
@@ -112,7 +112,7 @@ def test_hf_ref_incremental_equals_full_forward_and_is_linear(tiny_tok, tiny_lm)
 
 
 def test_hf_ref_batched_fresh_then_incremental_with_padding(tiny_tok, tiny_lm):
-    from reasonenv.shaping.hf_services import HFRefScorer
+    from reasonenv.models.ref_scorer import HFRefScorer
 
     seqs = [_split(tiny_tok, p, s) for p, s in [
         ("Question: Tom has 5 apples", ["and buys 3 more.\n\n", "So 8.\n\n", "\\boxed{8}"]),
@@ -139,7 +139,7 @@ def test_hf_ref_batched_fresh_then_incremental_with_padding(tiny_tok, tiny_lm):
 
 
 def test_hf_ref_release_mismatch_lru_and_empty_context(tiny_tok, tiny_lm):
-    from reasonenv.shaping.hf_services import HFRefScorer
+    from reasonenv.models.ref_scorer import HFRefScorer
 
     ref = HFRefScorer(tiny_lm, tiny_tok, max_cached=2)
     a, b = tuple(range(60, 70)), tuple(range(80, 85))
@@ -165,7 +165,8 @@ def test_hf_ref_release_mismatch_lru_and_empty_context(tiny_tok, tiny_lm):
 def test_hf_step_prm_lm_head_probabilities_causal_and_manual(tiny_tok, tiny_lm):
     import torch
 
-    from reasonenv.shaping.hf_services import HFStepPRM, encode_steps
+    from reasonenv.models.hf_utils import encode_steps
+    from reasonenv.models.prm import HFStepPRM
 
     prm = HFStepPRM(tiny_lm, tiny_tok)
     assert isinstance(prm, PRMScorer) and prm.quantiles == (0.5,)
@@ -187,7 +188,7 @@ def test_hf_step_prm_token_classification_head(tiny_tok):
     import torch
     from transformers import LlamaConfig, LlamaForTokenClassification
 
-    from reasonenv.shaping.hf_services import HFStepPRM
+    from reasonenv.models.prm import HFStepPRM
 
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=len(tiny_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
@@ -202,7 +203,7 @@ def test_hf_step_prm_token_classification_head(tiny_tok):
 
 
 def test_quantile_head_prm_monotone_trains_and_round_trips(tiny_tok, tiny_lm, tmp_path):
-    from reasonenv.shaping.hf_services import QuantileHeadPRM
+    from reasonenv.models.prm import QuantileHeadPRM
 
     prm = QuantileHeadPRM(copy.deepcopy(tiny_lm), tiny_tok, quantiles=(0.1, 0.5, 0.9))
     assert isinstance(prm, PRMScorer)
@@ -229,7 +230,7 @@ def test_quantile_head_prm_monotone_trains_and_round_trips(tiny_tok, tiny_lm, tm
 def test_hf_sampler_deterministic_per_prompt_and_rng_restored(tiny_tok, tiny_lm):
     import torch
 
-    from reasonenv.shaping.hf_services import HFSampler
+    from reasonenv.models.sampler import HFSampler
 
     s = HFSampler(tiny_lm, tiny_tok, max_new_tokens=6, batch_size=2)
     assert isinstance(s, ContinuationSampler)
@@ -276,7 +277,9 @@ def test_build_services_errors(spec, match):
 
 
 def test_build_services_model_paths(tiny_tok, tiny_lm, tmp_path):
-    from reasonenv.shaping.hf_services import HFRefScorer, HFSampler, HFStepPRM
+    from reasonenv.models.prm import HFStepPRM
+    from reasonenv.models.ref_scorer import HFRefScorer
+    from reasonenv.models.sampler import HFSampler
 
     path = tmp_path / "tiny"
     tiny_lm.save_pretrained(path)

@@ -1,9 +1,9 @@
-"""Build a :class:`~reasonenv.shaping.services.Services` from a plain spec (dict, YAML, CLI).
+"""Build a :class:`~reasonenv.shaping.protocols.Services` from a plain spec (dict, YAML, CLI).
 
 Spec keys (all optional):
 
 * ``"ref_model"``: a ``RefLogprobScorer``; ``"hash"`` (:class:`HashRefScorer`); or a model
-  name/path (:class:`~reasonenv.shaping.hf_services.HFRefScorer`); or a dict
+  name/path (:class:`~reasonenv.models.ref_scorer.HFRefScorer`); or a dict
   ``{"model": name, **HFRefScorer kwargs}``.
 * ``"prm"``: a ``PRMScorer``; ``"heuristic"`` (:class:`HeuristicPRM`); or a dict
   ``{"model": path, "kind": "step_tag" | "quantile", **kwargs}`` (``"kind"`` defaults to
@@ -32,8 +32,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from reasonenv.shaping.fake_services import HashRefScorer, HeuristicPRM
+from reasonenv.shaping.protocols import PRMScorer, ProverService, RefLogprobScorer, Services
 from reasonenv.shaping.prover import MCProver
-from reasonenv.shaping.services import PRMScorer, ProverService, RefLogprobScorer, Services
 
 VALID_KEYS = ("grader", "prm", "prover", "ref_model")
 _PROVER_SAMPLER_KEYS = ("temperature", "top_p", "max_new_tokens", "batch_size", "dtype")
@@ -52,14 +52,14 @@ def _ref(value: Any) -> RefLogprobScorer:
             return HashRefScorer()
         if not value.strip():
             raise _bad("ref_model", value, expected)
-        from reasonenv.shaping.hf_services import HFRefScorer
+        from reasonenv.models.ref_scorer import HFRefScorer
 
         return HFRefScorer(value)
     if isinstance(value, Mapping):
         kw = dict(value)
         if not isinstance(kw.get("model"), str):
             raise _bad("ref_model", value, expected + ' (a dict needs "model")')
-        from reasonenv.shaping.hf_services import HFRefScorer
+        from reasonenv.models.ref_scorer import HFRefScorer
 
         return HFRefScorer(kw.pop("model"), **kw)
     if isinstance(value, RefLogprobScorer):
@@ -77,11 +77,11 @@ def _prm(value: Any) -> PRMScorer:
         model = kw.pop("model", None)
         if not isinstance(model, str) or kind not in ("step_tag", "quantile"):
             raise _bad("prm", value, expected)
-        from reasonenv.shaping import hf_services as hf
+        from reasonenv.models.prm import HFStepPRM, QuantileHeadPRM
 
         if kind == "quantile":
-            return hf.QuantileHeadPRM.from_pretrained(model, **kw)
-        return hf.HFStepPRM(model, **kw)
+            return QuantileHeadPRM.from_pretrained(model, **kw)
+        return HFStepPRM(model, **kw)
     if not isinstance(value, str) and isinstance(value, PRMScorer):
         return value
     raise _bad("prm", value, expected)
@@ -96,7 +96,7 @@ def _prover(value: Any) -> ProverService:
             raise ValueError(f"unknown services['prover'] key(s) {unknown}; valid: {sorted(_PROVER_KEYS)}")
         if not isinstance(kw.get("model"), str):
             raise _bad("prover", value, expected + ' (a dict needs "model")')
-        from reasonenv.shaping.hf_services import HFSampler
+        from reasonenv.models.sampler import HFSampler
 
         sampler = HFSampler(kw["model"], **{k: kw[k] for k in _PROVER_SAMPLER_KEYS if k in kw})
         grader = None

@@ -1,4 +1,6 @@
-"""The Policy protocol and scripted policies.
+"""The Policy protocol every backend satisfies, and the scripted policy (torch-free).
+
+Model-backed policies (HF, vLLM, OpenAI-compatible HTTP) live in :mod:`reasonenv.agents`.
 
 A policy maps a batch of observations to a batch of step actions. Each observation belongs to a
 *slot* (a sub-env index); ``reset(slots)`` tells the policy that those slots started new

@@ -2,7 +2,7 @@
 
 Concrete implementations: cheap deterministic ones for tests in
 :mod:`reasonenv.shaping.fake_services`, model-backed ones (torch, imported lazily) in
-:mod:`reasonenv.shaping.hf_services`, the prover with its prefix cache in
+:mod:`reasonenv.models`, the prover with its prefix cache in
 :mod:`reasonenv.shaping.prover`.
 """
 

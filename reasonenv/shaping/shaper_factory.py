@@ -97,7 +97,7 @@ def make_shaper(spec: str | Mapping[str, Any] | Shaper | type[Shaper], services:
         spec: A registered name, a dict ``{"name": str, "weight": float = 1.0, **options}``
             (options are checked against the class's ``Config``), a Shaper class (default
             options), or a ready Shaper instance (weight 1.0).
-        services: A :class:`~reasonenv.shaping.services.Services`; when given, the shaper's
+        services: A :class:`~reasonenv.shaping.protocols.Services`; when given, the shaper's
             needed services are checked (``services.require``) and passed to it.
 
     Returns:

@@ -59,3 +59,8 @@ def run_demo(model: str = "smollm2-135m-instruct", episodes: int = 4, seed: int 
     print(f"   {correct}/{episodes} correct in {time.perf_counter() - t0:.1f}s")
     return 0
 
+
+
+def run_demo_command(args: Any) -> int:
+    """``reasonenv demo`` (argparse namespace from :mod:`reasonenv.cli`)."""
+    return run_demo(args.model, args.episodes, args.seed, args.problems, args.skip_model)
