@@ -59,12 +59,22 @@ class RolloutConfig:
 
 
 @dataclass
+class AdvantageGroupConfig:
+    estimator: str | None = None  # grpo | rloo | raw | a registered one; None: what a shaper asks, else grpo
+    scale: str = "group"  # grpo's divisor: group std | batch std (TRL "batch") | none (Dr. GRPO)
+    std: str = "unbiased"  # Bessel n-1 as torch.std in TRL and PRL's verl; or "population"
+    eps: float = 1e-6  # added to the std (PRL: 1e-6, TRL: 1e-4)
+
+
+@dataclass
 class AlgoConfig:
-    clip_eps: float = 0.2  # PPO clip range
+    clip_eps_low: float = 0.2  # PPO clip: ratio >= 1 - clip_eps_low
+    clip_eps_high: float = 0.2  # ratio <= 1 + clip_eps_high (DAPO's clip-higher: 0.28)
+    loss_agg: str = "token_mean"  # token_mean (TRL dapo) | sequence_mean (GRPO) | dr_grpo
     kl_coef: float = 0.0  # beta of the optional k3 KL to the reference (PRL: 0, KL enters via 1/eta)
     inner_epochs: int = 1  # passes over each rollout batch
     micro_batch: int = 4  # responses per forward/backward; gradients accumulate over the batch
-    adv_eps: float = 1e-6  # GRPO: (o - mean) / (std + eps)
+    advantage: AdvantageGroupConfig = field(default_factory=AdvantageGroupConfig)
 
 
 @dataclass
@@ -120,6 +130,9 @@ class TrainConfig:
 
 CHOICES = {
     "model.dtype": ("float32", "bfloat16", "float16"),
+    "algo.loss_agg": ("token_mean", "sequence_mean", "dr_grpo"),
+    "algo.advantage.scale": ("group", "batch", "none"),
+    "algo.advantage.std": ("unbiased", "population"),
     "rollout.backend": ("hf", "vllm"),
     "optim.schedule": ("constant", "linear", "cosine"),
 }

@@ -1,191 +1,142 @@
-"""The GRPO family's math, as small pure functions the tests call directly.
+"""The GRPO family's loss, as small pure functions the tests call directly (torch).
 
-Shapes: ``G`` responses per group, response ``i`` has ``L_i`` tokens in ``K_i`` steps.
+Advantages come from :func:`reasonenv.shaping.advantages.compose_advantages` (torch-free: one
+rule for every shaper, by declared contribution). Here: the PPO-clip policy loss with its
+aggregations, the k3 KL estimator, and per-token log-probs of a causal LM.
 
-Advantage composition (one rule for plain GRPO, PRL, PROGRS, PAV and plugin shapers):
+Shapes: ``N`` sequences in a (micro-)batch, ``T`` positions (right-padded; ``mask`` marks the
+response tokens).
 
-1. ``r_i`` = the weighted episode-level terms that enter the **reward** (the ``outcome``
-   shaper's term, plugin episode terms, group terms such as PROGRS with ``inject="reward"``);
-   ``A_hat_i = (r_i - mean r) / (std r + eps)`` over the group (plain GRPO: ``r_i = o_i``).
-2. ``B_i`` = episode/group-level terms that enter the **advantage** (PROGRS's ``lam * b_i``).
-3. Per-step terms of step shapers: ``enters="advantage"`` terms join their own step's tokens
-   (PAV: ``Q^pi + alpha * A^mu``); ``enters="reward"`` terms join as their return-to-go
-   ``sum_{h >= k} term_h`` (a dense reward).
-4. PRL (REWARDS.md section 1): ``orm`` mode adds ``-S_{b_k} / eta`` to every token of step k;
-   ``prm`` mode uses ``o_i - S_t / eta`` per token instead of the normalised outcome.
+Loss per token ``t`` of sequence ``n`` (TRL's GRPOTrainer / DAPO conventions):
+``l = -min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A) + beta * k3`` with
+``rho = exp(logp - old_logp)`` and ``k3 = exp(ref - logp) - (ref - logp) - 1``.
+Aggregations (``agg``):
 
-Token advantage = ``A_hat_i + B_i + step terms + PRL term``.
+* ``"token_mean"`` (default; TRL's ``dapo``): ``sum_{n,t} l / (tokens in the whole batch)``;
+* ``"sequence_mean"`` (the original GRPO; TRL's ``grpo``): ``mean_n (sum_t l / L_n)``;
+* ``"dr_grpo"`` (Dr. GRPO): ``sum_{n,t} l / (N * max_tokens)``, a constant normaliser.
+
+Micro-batches and processes pass the WHOLE batch's normaliser as ``denom`` (see
+:func:`loss_denominator`) so that their losses add up to the batch loss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from einops import reduce
 
-from reasonenv.shaping.advantages import grpo_advantages
-
-
-@dataclass(frozen=True)
-class ShaperMeta:
-    """What the composition needs to know about a configured shaper."""
-
-    name: str
-    hooks: tuple[str, ...]  # subset of ("step", "episode", "group")
-    enters: str  # "reward" | "advantage"
-    weight: float = 1.0
-    options: Mapping[str, Any] | None = None  # the shaper's config (PRL reads eta, mode)
+AGGREGATIONS = ("token_mean", "sequence_mean", "dr_grpo")
 
 
-@dataclass
-class Response:
-    """One sampled response as the trainer sees it.
+def loss_denominator(agg: str, n_tokens: float, n_sequences: float, max_tokens: int | None = None) -> float:
+    """The whole batch's normaliser for ``agg`` (tokens, sequences, or sequences * max_tokens).
 
-    Attributes:
-        prompt_ids: Prompt token ids, shape (P,).
-        step_ids: Token ids of each step.
-        old_logprobs: log pi_old of each response token, shape (L,).
-        outcome: Verified outcome o_i.
-        step_terms: Per step, ``{shaper: weighted term}`` as the env reported them.
-        group_terms: ``{shaper: weighted term}`` delivered at group end.
-        ref_logprobs: log pi_ref per token (needed by PRL and the k3 KL), shape (L,).
+    Never 0: an empty batch gets 1, so its loss is 0, not NaN.
+
+    Example:
+        >>> loss_denominator("token_mean", 30, 4), loss_denominator("dr_grpo", 30, 4, 16)
+        (30.0, 64.0)
     """
-
-    prompt_ids: list[int]
-    step_ids: list[list[int]]
-    old_logprobs: np.ndarray
-    outcome: float
-    step_terms: list[dict[str, float]]
-    group_terms: dict[str, float]
-    ref_logprobs: np.ndarray | None = None
-
-    @property
-    def response_ids(self) -> list[int]:
-        return [t for s in self.step_ids for t in s]
-
-    @property
-    def boundaries(self) -> list[int]:
-        """Index of the last token of each step (b_k), 0-based."""
-        return (np.cumsum([len(s) for s in self.step_ids]) - 1).tolist()
+    if agg == "token_mean":
+        d = float(n_tokens)
+    elif agg == "sequence_mean":
+        d = float(n_sequences)
+    elif agg == "dr_grpo":
+        if not max_tokens:
+            raise ValueError("loss agg 'dr_grpo' needs max_tokens (the response token budget)")
+        d = float(n_sequences) * float(max_tokens)
+    else:
+        raise ValueError(f"loss agg={agg!r}; valid: {list(AGGREGATIONS)}")
+    return max(d, 1.0)
 
 
-def step_index_of_tokens(step_lengths: Sequence[int]) -> np.ndarray:
-    """For each token, the index of its step. ``[2, 3] -> [0, 0, 1, 1, 1]``."""
-    return np.repeat(np.arange(len(step_lengths)), step_lengths)
+def k3(logp: Any, ref_logp: Any) -> Any:
+    """The k3 estimator of KL(pi || pi_ref) per token: ``exp(r) - r - 1`` with ``r = ref - logp``.
 
-
-def compose_advantages(
-    group: Sequence[Response], shapers: Sequence[ShaperMeta], eps: float = 1e-6
-) -> list[np.ndarray]:
-    """Token advantages for one group (see the module docstring for the rule).
-
-    Returns:
-        For each response, an array of shape (L_i,).
+    Example:
+        >>> import torch
+        >>> [round(x, 4) for x in k3(torch.tensor([-1.0, -2.0]), torch.tensor([-1.0, -1.0])).tolist()]
+        [0.0, 0.7183]
     """
-    metas = {m.name: m for m in shapers}
-    prl = metas.get("prl")
-    r = np.zeros(len(group))
-    b = np.zeros(len(group))
-    for i, resp in enumerate(group):
-        for name, m in metas.items():
-            if "step" in m.hooks:
-                continue  # per-step terms are placed per token below
-            total = sum(t.get(name, 0.0) for t in resp.step_terms) + resp.group_terms.get(name, 0.0)
-            if m.enters == "reward":
-                r[i] += total
-            else:
-                b[i] += total
-        if "outcome" not in metas:  # no outcome shaper configured: the outcome is the reward
-            r[i] += resp.outcome
-    a_hat = grpo_advantages(r, eps)
-    out = []
-    for i, resp in enumerate(group):
-        lengths = [len(s) for s in resp.step_ids]
-        tok_step = step_index_of_tokens(lengths)  # (L,)
-        n_steps = len(lengths)
-        base = a_hat[i] + b[i]
-        adv = np.full(len(tok_step), base, dtype=np.float64)
-        for name, m in metas.items():
-            if "step" not in m.hooks or name == "prl":
-                continue
-            per_step = np.array([resp.step_terms[k].get(name, 0.0) for k in range(n_steps)])
-            if m.enters == "reward":
-                per_step = np.cumsum(per_step[::-1])[::-1]  # return-to-go
-            adv += per_step[tok_step]
-        if prl is not None:
-            adv += prl_process_term(resp, prl, tok_step, a_hat=a_hat[i])
-        out.append(adv)
-    return out
+    import torch
+
+    r = ref_logp - logp
+    return torch.expm1(r) - r
 
 
-def prl_process_term(resp: Response, meta: ShaperMeta, tok_step: np.ndarray, *, a_hat: float) -> np.ndarray:
-    """PRL's contribution to each token's advantage (weighted).
-
-    ``orm``: ``-S_{b_k} / eta`` for every token of step k. ``prm``: ``o_i - S_t / eta`` replaces
-    the normalised outcome, so the returned term also removes ``a_hat`` from the base.
-    """
-    from reasonenv.plugins.prl import kl_to_go
-
-    if resp.ref_logprobs is None:
-        raise ValueError("PRL advantages need ref_logprobs for every response")
-    opts = dict(meta.options or {})
-    eta = float(opts.get("eta", 200.0))
-    mode = opts.get("mode", "orm")
-    d = np.asarray(resp.old_logprobs, dtype=np.float64) - np.asarray(resp.ref_logprobs, dtype=np.float64)
-    s = kl_to_go(d)  # (L,)
-    if mode == "orm":
-        b_k = np.asarray(resp.boundaries)[tok_step]  # last token of each token's step
-        return meta.weight * (-s[b_k] / eta)
-    if mode == "prm":
-        return (resp.outcome - a_hat) + meta.weight * (-s / eta)
-    raise ValueError(f"prl mode must be 'orm' or 'prm', got {mode!r}")
-
-
-def ppo_clip_objective(
-    logp: Any, old_logp: Any, adv: Any, mask: Any, *, clip_eps: float = 0.2,
-    ref_logp: Any = None, kl_coef: float = 0.0, denom: float | None = None,
+def policy_loss(
+    logp: Any, old_logp: Any, adv: Any, mask: Any, *,
+    clip_eps_low: float = 0.2, clip_eps_high: float | None = None,
+    ref_logp: Any = None, kl_coef: float = 0.0,
+    agg: str = "token_mean", denom: float | None = None, max_tokens: int | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """PPO-clip loss with token-mean aggregation and an optional k3 KL term (torch tensors).
+    """PPO-clip loss with an optional k3 KL term, aggregated as ``agg`` (torch tensors).
 
     Args:
         logp: log pi_theta of the taken tokens, (N, T).
         old_logp: log pi_old, (N, T).
         adv: token advantages, (N, T).
         mask: 1 for response tokens, 0 for padding, (N, T).
-        clip_eps: PPO clip range.
-        ref_logp: log pi_ref, (N, T), needed when ``kl_coef > 0``.
-        kl_coef: beta of the k3 estimator ``exp(r) - r - 1`` with ``r = ref - logp``.
-        denom: Token count the sum is divided by (the whole batch's, so micro-batches and
-            processes add up to the batch token mean); default: this call's mask sum.
+        clip_eps_low: ``rho`` is clipped below at ``1 - clip_eps_low``.
+        clip_eps_high: ... and above at ``1 + clip_eps_high`` (None: ``clip_eps_low``; DAPO's
+            clip-higher uses a larger value).
+        ref_logp: log pi_ref, (N, T); needed when ``kl_coef > 0`` (and for the ``kl_sum`` stat).
+        kl_coef: beta of the k3 term.
+        agg: ``"token_mean"``, ``"sequence_mean"`` or ``"dr_grpo"`` (module docstring).
+        denom: The whole batch's normaliser (:func:`loss_denominator`); default: this call's.
+        max_tokens: The response token budget (``dr_grpo`` only).
 
     Returns:
-        ``(loss, stats)`` with stats ``clip_frac``, ``kl`` (sums over tokens, for logging).
+        ``(loss, stats)``; stats (detached sums over response tokens, for logging):
+        ``clip_low_tokens`` (``rho < 1 - eps_low`` with ``A < 0``: clipped, no gradient),
+        ``clip_high_tokens`` (``rho > 1 + eps_high`` with ``A > 0``), ``clip_tokens`` (their
+        sum), ``tokens`` (response tokens), and ``kl_sum`` (sum of k3) when ``ref_logp`` is given.
+
+    Raises:
+        ValueError: ``kl_coef > 0`` without ``ref_logp``; an unknown ``agg``.
     """
     import torch
 
+    if kl_coef and ref_logp is None:
+        raise ValueError(f"policy_loss: kl_coef={kl_coef!r} needs ref_logp (reference log-probs), got None")
+    if agg not in AGGREGATIONS:
+        raise ValueError(f"loss agg={agg!r}; valid: {list(AGGREGATIONS)}")
+    high = clip_eps_low if clip_eps_high is None else clip_eps_high
     mask = mask.to(logp.dtype)
-    n = mask.sum() if denom is None else torch.as_tensor(denom, dtype=logp.dtype)
     ratio = torch.exp(logp - old_logp)  # (N, T)
-    unclipped = ratio * adv
-    clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * adv
-    per_tok = -torch.minimum(unclipped, clipped)  # (N, T)
+    clipped = torch.clamp(ratio, 1.0 - clip_eps_low, 1.0 + high)
+    per_tok = -torch.minimum(ratio * adv, clipped * adv)  # (N, T)
+    low_hit = ((ratio < 1.0 - clip_eps_low) & (adv < 0)).to(logp.dtype) * mask
+    high_hit = ((ratio > 1.0 + high) & (adv > 0)).to(logp.dtype) * mask
     stats: dict[str, Any] = {
-        "clip_tokens": (((ratio - 1.0).abs() > clip_eps).to(logp.dtype) * mask).sum().detach(),
+        "clip_low_tokens": low_hit.sum().detach(),
+        "clip_high_tokens": high_hit.sum().detach(),
+        "clip_tokens": (low_hit + high_hit).sum().detach(),
+        "tokens": mask.sum().detach(),
     }
     if ref_logp is not None:
-        r = ref_logp - logp
-        k3 = torch.exp(r) - r - 1.0  # (N, T), >= 0
-        stats["kl_sum"] = (k3 * mask).sum().detach()
+        kl = k3(logp, ref_logp)  # (N, T), >= 0
+        stats["kl_sum"] = (kl * mask).sum().detach()
         if kl_coef:
-            per_tok = per_tok + kl_coef * k3
-    loss = (per_tok * mask).sum() / n
+            per_tok = per_tok + kl_coef * kl
+    per_tok = per_tok * mask
+    if agg == "sequence_mean":
+        lengths = reduce(mask, "n t -> n", "sum").clamp(min=1.0)
+        total = (reduce(per_tok, "n t -> n", "sum") / lengths).sum()
+        n = float(mask.any(-1).sum()) if denom is None else denom
+    else:
+        total = per_tok.sum()
+        if denom is None:
+            n = float(mask.sum()) if agg == "token_mean" else float(mask.shape[0]) * float(max_tokens or 0)
+        else:
+            n = denom
+    loss = total / max(float(n), 1.0)
     return loss, stats
 
 
 def token_logprobs(model: Any, input_ids: Any, attention_mask: Any, temperature: float = 1.0):
-    """log-prob of each next token and the per-position entropy.
+    """log-prob of each next token under ``softmax(logits / temperature)`` and the entropy.
 
     Returns:
         ``(logp, entropy)``, both (N, T-1): position ``t`` scores ``input_ids[:, t+1]``.

@@ -19,14 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from reasonenv.agents.config import TrainConfig, save_config
-from reasonenv.agents.grpo import (
-    Response,
-    ShaperMeta,
-    compose_advantages,
-    ppo_clip_objective,
-    token_logprobs,
-)
+from reasonenv.agents.config import ConfigError, TrainConfig, save_config
+from reasonenv.agents.grpo import loss_denominator, policy_loss, token_logprobs
 from reasonenv.agents.runlog import (
     RunLogger,
     capture_rng,
@@ -36,6 +30,13 @@ from reasonenv.agents.runlog import (
     restore_rng,
     save_checkpoint,
 )
+from reasonenv.agents.samples import (
+    TrainSample,
+    collate,
+    resolve_advantage_config,
+    samples_of_group,
+)
+from reasonenv.shaping.advantages import compose_advantages, terms_of_group
 
 
 def load_model(cfg: TrainConfig) -> tuple[Any, Any]:
@@ -73,6 +74,7 @@ class Trainer:
 
         import reasonenv
         from reasonenv.models.ref_scorer import HFRefScorer
+        from reasonenv.shaping import get_shaper_class
 
         self.cfg = cfg
         self.rank, self.world = _world()
@@ -82,13 +84,16 @@ class Trainer:
         self.model, self.tok = model, tokenizer
         if cfg.model.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
-        names = [s.get("name") if isinstance(s, dict) else s for s in cfg.shaping.shapers]
         services = dict(cfg.shaping.services)
-        needs_ref = cfg.algo.kl_coef > 0 or "prl" in names or services.get("ref_model") == "reference"
+        # A shaper that declares the ref_logprobs service gets the trainer's frozen reference
+        # unless the services name another one.
+        wants_ref = any("ref_logprobs" in get_shaper_class(s["name"] if isinstance(s, dict) else s).services
+                        for s in cfg.shaping.shapers if isinstance(s, (dict, str)))
+        if wants_ref and "ref_model" not in services:
+            services["ref_model"] = "reference"
+        needs_ref = cfg.algo.kl_coef > 0 or services.get("ref_model") == "reference"
         # The frozen reference: the initial weights (PRL's pi_ref, the k3 KL's anchor).
         self.ref = copy.deepcopy(model).eval().requires_grad_(False) if needs_ref else None
-        if "prl" in names and "ref_model" not in services:
-            services["ref_model"] = "reference"
         if services.get("ref_model") == "reference":
             services["ref_model"] = HFRefScorer(self.ref, tokenizer)
         prompt: dict[str, Any] = {"chat": cfg.env.chat}
@@ -103,11 +108,11 @@ class Trainer:
         )
         env0 = self.venv.envs[0].unwrapped
         self.pipeline, self.source = env0.pipeline, env0.source
-        self.metas = [
-            ShaperMeta(s.name, type(s.shaper).hook_points(), self.pipeline.enters()[s.name], s.weight,
-                       vars(s.shaper.config))
-            for s in self.pipeline.slots
-        ]
+        try:
+            self.adv_config = resolve_advantage_config(cfg.algo.advantage, self.pipeline)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self.compose = compose_advantages  # the one composition rule (tests may wrap it)
         self.policy = self._make_policy(env0.segmenter.split)
         params = [p for p in self.model.parameters() if p.requires_grad]
         o = cfg.optim
@@ -184,115 +189,90 @@ class Trainer:
         return [results[b] for b in range(B)], {"rollout_time": dt, "tokens_per_s": n_tokens / dt}
 
     # ------------------------------------------------------------------ batch
-    def make_batch(self, groups: list[Any]) -> list[tuple[Response, np.ndarray]]:
-        """Responses with their token advantages (and reference log-probs where needed)."""
-        batch: list[tuple[Response, np.ndarray]] = []
+    def make_batch(self, groups: list[Any]) -> list[TrainSample]:
+        """Token advantages of every response, by the one composition rule, as train samples.
+
+        Responses whose steps lack sampled log-probs (a step the env had to cut) count for their
+        group's normalisation but are not trained on (``self.skipped``).
+        """
+        terms = [terms_of_group(g) for g in groups]
+        advantages, stats = self.compose(
+            terms, self.pipeline.contributions(), self.adv_config,
+            clip_to_outcome=[s.name for s in self.pipeline.slots if s.shaper.clip_to_outcome])
+        self.compose_stats = stats.as_dict()
+        batch: list[TrainSample] = []
         self.skipped = 0
-        for g in groups:
-            resps, usable = [], []
-            for i, ep in enumerate(g.episodes):
-                # A step the env had to cut (over max_step_chars) has no sampled log-probs: the
-                # response still counts for its group's normalisation but is not trained on.
-                ok = all(x is not None for x in ep.step_token_ids) and all(
-                    x is not None for x in ep.step_logprobs)
-                step_ids = [list(s or ()) for s in ep.step_token_ids]
-                old = (np.concatenate([np.asarray(s, dtype=np.float64) for s in ep.step_logprobs])
-                       if ok else np.zeros(sum(len(s) for s in step_ids)))
-                resps.append(Response(
-                    prompt_ids=list(ep.prompt_token_ids),
-                    step_ids=step_ids,
-                    old_logprobs=old,
-                    outcome=float(g.outcomes[i]),
-                    step_terms=g.reward_terms[i],
-                    group_terms={k: v[i] for k, v in g.group_terms.items()},
-                ))
-                usable.append(ok and len(old) > 0)
-            self.skipped += usable.count(False)
-            if self.ref is not None:
-                for r, lp in zip(resps, self._score(self.ref, resps)):
-                    r.ref_logprobs = lp
-            if self.cfg.rollout.temperature != 1.0 or self.cfg.rollout.backend == "vllm":
-                # Tempered sampler log-probs, or another engine's numerics (vLLM may run bf16):
-                # pi_old comes from the training model itself.
-                for r, lp in zip(resps, self._score(self.model, resps)):
-                    r.old_logprobs = lp
-            advs = compose_advantages(resps, self.metas, self.cfg.algo.adv_eps)
-            batch.extend((r, a) for r, a, ok in zip(resps, advs, usable) if ok)
+        for g, adv in zip(groups, advantages):
+            samples = samples_of_group(g, adv)
+            self.skipped += sum(s is None for s in samples)
+            batch.extend(s for s in samples if s is not None)
+        T = self.cfg.rollout.temperature
+        rescore = T != 1.0 or self.cfg.rollout.backend == "vllm"
+        if rescore:
+            # vLLM may run another precision: pi_old comes from the training model itself.
+            for s, lp in zip(batch, self._score(self.model, batch)):
+                s.old_logprobs = lp
+        if self.ref is not None and (self.cfg.algo.kl_coef > 0 or T != 1.0):
+            missing = [s for s in batch if s.ref_logprobs is None or T != 1.0]
+            for s, lp in zip(missing, self._score(self.ref, missing)):
+                s.ref_logprobs = lp
         return batch
 
-    def _score(self, model: Any, resps: list[Response]) -> list[np.ndarray]:
+    def _score(self, model: Any, samples: list[TrainSample]) -> list[np.ndarray]:
+        """log-probs of each sample's response tokens under ``model`` (at the sampling temperature)."""
         import torch
 
         out = []
         with torch.no_grad():
-            for chunk in _chunks(list(range(len(resps))), self.cfg.algo.micro_batch):
-                t = self._collate([(resps[i], np.zeros(len(resps[i].response_ids))) for i in chunk])
-                logp, _ = token_logprobs(model, t["input_ids"], t["attention_mask"])
+            for chunk in _chunks(list(range(len(samples))), self.cfg.algo.micro_batch):
+                t = collate([samples[i] for i in chunk])
+                logp, _ = token_logprobs(model, t["input_ids"], t["attention_mask"],
+                                         self.cfg.rollout.temperature)
                 for row in range(len(chunk)):
                     m = t["mask"][row].bool()
                     out.append(logp[row][m].double().numpy())
         return out
 
-    @staticmethod
-    def _collate(items: list[tuple[Response, np.ndarray]]) -> dict[str, Any]:
-        """Right-padded (N, T) inputs; per-position arrays aligned to logits (N, T-1)."""
-        import torch
-
-        seqs = [r.prompt_ids + r.response_ids for r, _ in items]
-        T = max(len(s) for s in seqs)
-        N = len(items)
-        input_ids = torch.zeros((N, T), dtype=torch.long)
-        attn = torch.zeros((N, T), dtype=torch.long)
-        mask = torch.zeros((N, T - 1))
-        old = torch.zeros((N, T - 1))
-        adv = torch.zeros((N, T - 1))
-        ref = torch.zeros((N, T - 1))
-        for n, ((r, a), s) in enumerate(zip(items, seqs)):
-            input_ids[n, : len(s)] = torch.tensor(s)
-            attn[n, : len(s)] = 1
-            p, L = len(r.prompt_ids), len(r.response_ids)
-            sl = slice(p - 1, p - 1 + L)  # logits position t predicts token t+1
-            mask[n, sl] = 1
-            old[n, sl] = torch.as_tensor(r.old_logprobs, dtype=torch.float32)
-            adv[n, sl] = torch.as_tensor(a, dtype=torch.float32)
-            if r.ref_logprobs is not None:
-                ref[n, sl] = torch.as_tensor(r.ref_logprobs, dtype=torch.float32)
-        return {"input_ids": input_ids, "attention_mask": attn, "mask": mask, "old": old,
-                "adv": adv, "ref": ref}
-
     # ------------------------------------------------------------------ update
-    def update(self, batch: list[tuple[Response, np.ndarray]]) -> dict[str, float]:
-        """PPO-clip on the batch: ``inner_epochs`` passes, micro-batches, one step per pass."""
+    def update(self, batch: list[TrainSample]) -> dict[str, float]:
+        """Policy-loss steps on the batch: ``inner_epochs`` passes, micro-batches, one optimiser
+        step per pass, the loss normalised over the whole (global) batch."""
         import torch
         import torch.distributed as dist
 
         cfg = self.cfg.algo
         net = self.ddp or self.model
         self.model.train()
-        n_local = float(sum(len(r.response_ids) for r, _ in batch))
-        n_global = torch.tensor(n_local)
+        n_local = float(sum(len(s.response_ids) for s in batch))
+        counts = torch.tensor([n_local, float(len(batch))], dtype=torch.float64)
         if self.world > 1:
-            dist.all_reduce(n_global)
-        denom = float(n_global) / self.world  # DDP averages gradients over ranks
-        stats = {"loss": 0.0, "clip_tokens": 0.0, "kl_sum": 0.0, "entropy_sum": 0.0, "grad_norm": 0.0}
+            dist.all_reduce(counts)
+        # DDP averages gradients over ranks: scale the denominator back by the world size.
+        denom = loss_denominator(cfg.loss_agg, float(counts[0]), float(counts[1]),
+                                 self.cfg.env.max_tokens) / self.world
+        use_ref = self.ref is not None or any(s.ref_logprobs is not None for s in batch)
+        stats = {"loss": 0.0, "clip_tokens": 0.0, "clip_low_tokens": 0.0, "clip_high_tokens": 0.0,
+                 "kl_sum": 0.0, "entropy_sum": 0.0, "grad_norm": 0.0}
         for epoch in range(cfg.inner_epochs):
             last = epoch == cfg.inner_epochs - 1
             chunks = _chunks(list(range(len(batch))), cfg.micro_batch)
             for c, chunk in enumerate(chunks):
-                t = self._collate([batch[i] for i in chunk])
+                t = collate([batch[i] for i in chunk])
                 sync = self.ddp is None or c == len(chunks) - 1
                 ctx = self.ddp.no_sync() if not sync else contextlib.nullcontext()
                 with ctx:
-                    logp, ent = token_logprobs(net, t["input_ids"], t["attention_mask"])
-                    loss, st = ppo_clip_objective(
-                        logp, t["old"], t["adv"], t["mask"], clip_eps=cfg.clip_eps,
-                        ref_logp=t["ref"] if self.ref is not None else None,
-                        kl_coef=cfg.kl_coef, denom=denom)
+                    logp, ent = token_logprobs(net, t["input_ids"], t["attention_mask"],
+                                               self.cfg.rollout.temperature)
+                    loss, st = policy_loss(
+                        logp, t["old"], t["adv"], t["mask"], clip_eps_low=cfg.clip_eps_low,
+                        clip_eps_high=cfg.clip_eps_high, ref_logp=t["ref"] if use_ref else None,
+                        kl_coef=cfg.kl_coef, agg=cfg.loss_agg, denom=denom,
+                        max_tokens=self.cfg.env.max_tokens)
                     loss.backward()
                 if last:
                     stats["loss"] += float(loss.detach())
-                    stats["clip_tokens"] += float(st["clip_tokens"])
-                    stats["kl_sum"] += float(st.get("kl_sum", 0.0))
+                    for k in ("clip_tokens", "clip_low_tokens", "clip_high_tokens", "kl_sum"):
+                        stats[k] += float(st.get(k, 0.0))
                     stats["entropy_sum"] += float((ent.detach() * t["mask"]).sum())
             gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.max_grad_norm)
             self.optimizer.step()
@@ -301,12 +281,13 @@ class Trainer:
         self.scheduler.step()
         if hasattr(self.policy, "sync_weights"):
             self.policy.sync_weights(self.model)
+        n = max(1.0, n_local)
         out = {"loss": stats["loss"], "grad_norm": stats["grad_norm"],
-               "clip_frac": stats["clip_tokens"] / max(1.0, n_local),
-               "entropy": stats["entropy_sum"] / max(1.0, n_local),
+               "clip_frac": stats["clip_tokens"] / n, "clip_low_frac": stats["clip_low_tokens"] / n,
+               "clip_high_frac": stats["clip_high_tokens"] / n, "entropy": stats["entropy_sum"] / n,
                "lr": self.optimizer.param_groups[0]["lr"]}
-        if self.ref is not None:
-            out["kl"] = stats["kl_sum"] / max(1.0, n_local)
+        if use_ref:
+            out["kl"] = stats["kl_sum"] / n
         return out
 
     # ------------------------------------------------------------------ loop
@@ -335,6 +316,7 @@ class Trainer:
             ustats = self.update(batch)
             metrics = {**self._rollout_metrics(groups), **rstats, **ustats,
                        "skipped_responses": self.skipped,
+                       **{f"adv/{k}": v for k, v in self.compose_stats.items()},
                        "update_time": time.perf_counter() - t1, "step_time": time.perf_counter() - t0,
                        **{f"stats/{k}": v for k, v in self.pipeline.stats().items()}}
             self.step += 1
@@ -358,15 +340,22 @@ class Trainer:
     def _rollout_metrics(self, groups: list[Any]) -> dict[str, float]:
         outcomes = np.concatenate([g.outcomes for g in groups])
         returns = np.concatenate([g.returns for g in groups])
+        episodes = [ep for g in groups for ep in g.episodes]
         m = {"accuracy": float(outcomes.mean()), "reward": float(returns.mean()),
-             "response_tokens": float(np.mean([sum(len(s) for s in ep.step_token_ids)
-                                               for g in groups for ep in g.episodes])),
-             "steps_per_response": float(np.mean([len(ep.steps) for g in groups for ep in g.episodes]))}
+             "response_tokens": float(np.mean([sum(ep.step_lengths) for ep in episodes])),
+             "steps_per_response": float(np.mean([len(ep.steps) for ep in episodes])),
+             # Groups whose rewards are all equal give no GRPO signal; many of them = a dead run.
+             "zero_std_groups": float(np.mean([np.ptp(g.outcomes) == 0 for g in groups]))}
         for name in self.pipeline.names:
-            per_resp = [sum(t.get(name, 0.0) for t in terms) for g in groups for terms in g.reward_terms]
+            # Per response: the shaper's step + episode + group terms (what the env reports) ...
+            per_resp = [sum(ep.step_terms.get(name, ())) + ep.episode_terms.get(name, 0.0)
+                        + g.group_terms.get(name, [0.0] * len(g.episodes))[i]
+                        for g in groups for i, ep in enumerate(g.episodes)]
             m[f"term/{name}"] = float(np.mean(per_resp))
-            if any(name in g.group_terms for g in groups):
-                m[f"term/{name}"] = float(np.mean([v for g in groups for v in g.group_terms.get(name, [])]))
+            # ... and the mean of its token terms, where it has a token hook.
+            toks = [v for ep in episodes for v in ep.token_terms.get(name, ())]
+            if toks:
+                m[f"token_term/{name}"] = float(np.mean(toks))
         return m
 
     # ------------------------------------------------------------------ checkpoints

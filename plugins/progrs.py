@@ -1,4 +1,4 @@
-"""PROGRS: outcome-conditioned, centred PRM bonus (arXiv 2604.02341), see REWARDS.md section 2.
+"""PROGRS: outcome-conditioned, centred PRM bonus (arXiv 2604.02341), docs/shapers.md "progrs".
 
 Per response i of a group, with q_{i,k} the frozen PRM's score of step k (one quantile):
 
@@ -10,12 +10,14 @@ Per response i of a group, with q_{i,k} the frozen PRM's score of step k (one qu
 * injection: ``A_i = GRPO(o)_i + lam * b_i`` (advantage level) or ``r_i = o_i + lam * b_i``
   (reward level, before normalisation).
 
-Dominance invariant (enforced per group): every incorrect response ends strictly below every
-correct one. When ``lam`` would break it, ``lam`` is clipped for that group (see
-:func:`clip_lambda`) and the clip is counted in :meth:`PROGRSShaper.stats`.
+Dominance invariant: every incorrect response ends with a lower advantage than every correct
+one. The shaper declares ``clip_to_outcome``, so the advantage composition
+(:func:`reasonenv.shaping.advantages.compose_advantages`) scales ``lam * b_i`` down per group
+where needed, on the FINAL token advantages (every term of every shaper composed), and counts the
+clipped groups (``adv/clipped_groups`` in the trainer's metrics).
 
 Only the abstract is confirmed; the aggregation, windows, gamma, centring of correct responses
-and injection level are flags (REWARDS.md).
+and injection level are flags (docs/shapers.md).
 
 Example:
     >>> import numpy as np
@@ -32,12 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reasonenv.shaping.advantages import grpo_advantages
 from reasonenv.shaping.base import EpisodeRecord, Shaper
 
 AGGS = ("mean", "min", "last")
 INJECTS = ("advantage", "reward")
-_CLIP_SHRINK = 1.0 - 1e-9  # clipped lam sits this far inside the tie point Delta / D
 
 
 # -- pure functions -----------------------------------------------------------------------------
@@ -111,64 +111,14 @@ def centred_bonus(s: np.ndarray, correct: np.ndarray, center_correct: bool = Fal
     return b
 
 
-def _dominates(base: np.ndarray, bonus: np.ndarray, correct: np.ndarray, lam: float) -> bool:
-    """Every incorrect ``base + lam*bonus`` strictly below every correct one (as computed)."""
-    final = base + lam * bonus
-    return bool(final[~correct].max() < final[correct].min())
-
-
-def clip_lambda(base: np.ndarray, bonus: np.ndarray, correct: np.ndarray, lam: float) -> float:
-    """The per-group lambda that keeps outcome correctness dominant.
-
-    Rule: with ``final_i = base_i + lam * bonus_i``, return ``lam`` itself when every incorrect
-    ``final`` is strictly below every correct ``final`` (as computed in float64), or when the group
-    has no correct or no incorrect member. Otherwise (a violation or a tie) return
-    ``(1 - 1e-9) * Delta / D`` where ``Delta = min_correct base - max_incorrect base`` is the
-    outcome gap and ``D = max_incorrect bonus - min_correct bonus`` the worst bonus gap: the tie
-    point ``Delta / D`` pulled strictly inside, so the order is strict again. Halved further
-    (rarely) until strict in floating point; 0 if ``Delta <= 0`` (no lambda can help).
-
-    Args:
-        base: Per member, the outcome part (GRPO advantage, or the raw outcome at reward level).
-        bonus: Per member, the centred bonus ``b_i``.
-        correct: Boolean mask of correct members.
-        lam: The configured lambda (>= 0).
-
-    Returns:
-        ``lam_eff`` in ``[0, lam]``.
-
-    Example:
-        >>> clip_lambda(np.array([1.0, 0.0]), np.array([0.0, 0.5]), np.array([True, False]), 0.1)
-        0.1
-        >>> round(clip_lambda(np.array([1.0, 0.0]), np.array([-2.0, 3.0]),
-        ...                   np.array([True, False]), 0.5), 6)
-        0.2
-    """
-    base = np.asarray(base, dtype=np.float64).reshape(-1)
-    bonus = np.asarray(bonus, dtype=np.float64).reshape(-1)
-    correct = np.asarray(correct, dtype=bool).reshape(-1)
-    if lam == 0 or correct.all() or not correct.any() or _dominates(base, bonus, correct, lam):
-        return float(lam)
-    gap = float(base[correct].min() - base[~correct].max())  # Delta
-    spread = float(bonus[~correct].max() - bonus[correct].min())  # D (> 0 here when gap > 0)
-    if gap <= 0 or spread <= 0:
-        return 0.0
-    lam_eff = min(float(lam), _CLIP_SHRINK * gap / spread)
-    for _ in range(60):
-        if _dominates(base, bonus, correct, lam_eff):
-            return lam_eff
-        lam_eff *= 0.5
-    return 0.0
-
-
 # -- the shaper ---------------------------------------------------------------------------------
 class PROGRSShaper(Shaper):
     """Centred, coherence-penalised PRM bonus per group member, with correctness kept dominant.
 
     Hook point: group end. Services: ``prm`` (one batched ``score`` call per group). Enters:
     ``config.inject`` ("advantage": add the term to ``GRPO(o)_i``; "reward": add it to ``o_i``
-    before normalisation). The term per member is ``lam_eff * b_i``; pass ``weight=1`` (``lam`` is
-    the scale; another weight rescales the bonus after the dominance clip).
+    before normalisation). The term per member is ``lam * b_i``; it is clipped to keep outcome
+    dominance by the advantage composition (``clip_to_outcome``), after weighting.
 
     Example:
         >>> from reasonenv.shaping.base import EpisodeRecord
@@ -189,6 +139,7 @@ class PROGRSShaper(Shaper):
     enters = "advantage"
     services = ("prm",)
     bounds = None
+    clip_to_outcome = True
 
     @dataclass
     class Config:
@@ -201,7 +152,6 @@ class PROGRSShaper(Shaper):
         quantile: float = 0.5  # which PRM quantile to use (must be one the PRM predicts)
         center_correct: bool = False  # centre correct members too (default: their bonus is 0)
         inject: str = "advantage"  # "advantage": GRPO(o)+lam*b; "reward": o+lam*b before norm
-        eps: float = 1e-6  # std epsilon of the GRPO normalisation used by the dominance check
 
         def __post_init__(self) -> None:
             self.windows = tuple(int(w) for w in self.windows)
@@ -217,15 +167,10 @@ class PROGRSShaper(Shaper):
                 raise ValueError(f"progrs: inject must be one of {INJECTS}, got {self.inject!r}")
             if not 0.0 <= self.quantile <= 1.0:
                 raise ValueError(f"progrs: quantile must be in [0, 1], got {self.quantile!r}")
-            if not self.eps > 0:
-                raise ValueError(f"progrs: eps must be > 0, got {self.eps!r}")
 
     def __init__(self, config: Config | None = None, services: object = None) -> None:
         super().__init__(config, services)
         self.enters = self.config.inject  # type: ignore[misc]
-        self._groups = 0
-        self._clipped = 0
-        self._last_lam = float(self.config.lam)
         if getattr(services, "prm", None) is not None:
             self._quantile_column()
 
@@ -261,28 +206,12 @@ class PROGRSShaper(Shaper):
         return s
 
     def group_end(self, group: Sequence[EpisodeRecord]) -> list[float]:
-        """``lam_eff * b_i`` per member (``lam_eff``: ``lam`` clipped for dominance)."""
+        """``lam * b_i`` per member (before the composition's dominance clip)."""
         if not group:
             return []
         cfg = self.config
-        outcomes = np.array([float(rec.outcome) for rec in group], dtype=np.float64)  # (G,)
-        correct = outcomes > 0.5
         if cfg.lam == 0:
-            bonus = np.zeros(len(group))
-        else:
-            bonus = centred_bonus(self.scores(group), correct, cfg.center_correct)  # (G,)
-        base = grpo_advantages(outcomes, cfg.eps) if cfg.inject == "advantage" else outcomes
-        lam_eff = clip_lambda(base, bonus, correct, float(cfg.lam))
-        self._groups += 1
-        self._clipped += int(lam_eff < cfg.lam)
-        self._last_lam = lam_eff
-        return [float(lam_eff * b) + 0.0 for b in bonus]
-
-    def stats(self) -> dict[str, float]:
-        """``groups``, ``clipped_groups``, ``clip_rate`` and ``last_lam_eff``."""
-        return {
-            "groups": float(self._groups),
-            "clipped_groups": float(self._clipped),
-            "clip_rate": self._clipped / self._groups if self._groups else 0.0,
-            "last_lam_eff": self._last_lam,
-        }
+            return [0.0] * len(group)
+        correct = np.array([float(rec.outcome) > 0.5 for rec in group])  # (G,)
+        bonus = centred_bonus(self.scores(group), correct, cfg.center_correct)  # (G,)
+        return [float(cfg.lam * b) + 0.0 for b in bonus]

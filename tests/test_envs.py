@@ -109,7 +109,7 @@ def test_truncation_never_with_termination(kw, n_steps, by):
         flags.append((te, tr))
     assert flags[-1] == (False, True) and all(f == (False, False) for f in flags[:-1])
     assert info["truncated_by"] == by and r == 0.0
-    with pytest.raises(RuntimeError, match="reset"):
+    with pytest.raises(gym.error.ResetNeeded, match="reset"):
         env.step("more")
 
 

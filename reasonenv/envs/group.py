@@ -11,9 +11,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from reasonenv.envs.actions import parse_action
 from reasonenv.envs.math_steps import MathStepsEnv
-from reasonenv.envs.stepping import StepRecord, step_batch
+from reasonenv.envs.stepping import evaluate_steps
 from reasonenv.problems.base import Problem
 
 
@@ -31,8 +30,10 @@ class GroupResult:
         verdicts: Per member, the final verdict dict.
         responses: Per member, the full response text.
         group_terms: Per group-end shaper (e.g. ``progrs``), one weighted term per member.
-        enters: Per shaper, where its term enters optimisation (``"reward"``/``"advantage"``).
-        episodes: Per member, the finished :class:`~reasonenv.shaping.base.EpisodeRecord`.
+        enters: Per shaper, where its terms enter optimisation (``"mixed"`` when its hooks differ).
+        episodes: Per member, the finished :class:`~reasonenv.shaping.base.EpisodeRecord` (step,
+            episode and token terms kept apart, reference log-probs where computed).
+        contributions: Per shaper, ``{hook: enters}`` (what the advantage composition applies).
     """
 
     group: int
@@ -46,6 +47,7 @@ class GroupResult:
     group_terms: dict[str, list[float]] = field(default_factory=dict)
     enters: dict[str, str] = field(default_factory=dict)
     episodes: list[Any] = field(default_factory=list)
+    contributions: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class GroupVectorEnv(VectorEnv):
@@ -119,23 +121,55 @@ class GroupVectorEnv(VectorEnv):
     def step(
         self, actions: Sequence[Any]
     ) -> tuple[tuple[Any, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Step every active sub-env with its action; idle and resetting members ignore theirs."""
+        """Step every active sub-env with its action; idle and resetting members ignore theirs.
+
+        The batch is atomic: when an action is bad, or the grader or a shaper (step, episode,
+        token or group hook) raises, no sub-env changes and the call can be retried.
+
+        Raises:
+            gymnasium.error.ResetNeeded: Before the first ``reset``.
+            TypeError / ValueError: ``actions`` is not a sequence of ``num_envs`` actions, or one
+                of them is bad (the message names its index).
+        """
+        if self._problems[0] is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if isinstance(actions, (str, bytes)) or not isinstance(actions, Sequence):
+            raise TypeError(
+                f"actions must be a sequence of {self.num_envs} actions (one per sub-env), got "
+                f"{type(actions).__name__}: {actions!r:.80}"
+            )
         if len(actions) != self.num_envs:
             raise ValueError(f"expected {self.num_envs} actions, got {len(actions)}")
+        resetting = set(np.flatnonzero(self._needs_reset).tolist())
+        live = [i for i in range(self.num_envs)
+                if (i // self.group_size) not in resetting and not self._done[i]]
+        pendings, outcomes = self._evaluate_live(live, actions)
+        # Groups that finish with this step: their group-end terms, before anything is applied.
+        done_after = self._done.copy()
+        for i, p in zip(live, pendings):
+            done_after[i] = p.done
+        finishing = {}
+        for b in range(self.num_problems):
+            members = slice(b * self.group_size, (b + 1) * self.group_size)
+            if b not in resetting and done_after[members].all() and not self._reported[b]:
+                episodes = [self._traj[i]["episode"] for i in range(members.start, members.stop)]
+                for i, o in zip(live, outcomes):
+                    if members.start <= i < members.stop and o.episode is not None:
+                        episodes[i - members.start] = o.episode
+                finishing[b] = (episodes, self._pipeline.group_end(episodes))
+        # Everything succeeded: apply.
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terms = np.zeros(self.num_envs, dtype=bool)
         truncs = np.zeros(self.num_envs, dtype=bool)
         infos: dict[str, Any] = {}
         active = np.zeros(self.num_envs, dtype=bool)
-        resetting = set(np.flatnonzero(self._needs_reset).tolist())
         for b in resetting:
             self._reset_group(b, None, infos)
-        group_end = np.full(self.num_problems, None, dtype=object)
-        live = [i for i in range(self.num_envs)
-                if (i // self.group_size) not in resetting and not self._done[i]]
-        for i, (obs, rec) in zip(live, self._step_live(live, actions)):
+        for i, p, o in zip(live, pendings, outcomes):
+            env = self.envs[i].unwrapped
+            rec = env.commit_step(p, o)
             active[i] = True
-            self._obs[i] = obs
+            self._obs[i] = env._observation()
             rewards[i], terms[i], truncs[i] = rec.reward, rec.terminated, rec.truncated
             tj = self._traj[i]
             tj["rewards"].append(rec.reward)
@@ -147,14 +181,13 @@ class GroupVectorEnv(VectorEnv):
                 tj["episode"] = rec.episode
                 tj["response"] = rec.episode.response if rec.episode is not None else ""
             self._add_info(infos, rec.info, i)
-        for b in range(self.num_problems):
-            members = slice(b * self.group_size, (b + 1) * self.group_size)
-            if b not in resetting and self._done[members].all() and not self._reported[b]:
-                group_end[b] = self._group_result(b)
-                self._reported[b] = True
-                self._needs_reset[b] = self.autoreset
+        group_end = np.full(self.num_problems, None, dtype=object)
+        for b, (episodes, gterms) in finishing.items():
+            group_end[b] = self._group_result(b, gterms)
+            self._reported[b] = True
+            self._needs_reset[b] = self.autoreset
         infos["active"] = active
-        if any(g is not None for g in group_end):
+        if finishing:
             infos["group_end"] = group_end
             infos["_group_end"] = np.array([g is not None for g in group_end])
         return tuple(self._obs), rewards, terms, truncs, infos
@@ -179,21 +212,21 @@ class GroupVectorEnv(VectorEnv):
         return bool(self._done.all())
 
     # ------------------------------------------------------------------ internals
-    def _step_live(self, live: list[int], actions: Sequence[Any]) -> list[tuple[Any, Any]]:
-        """Step the live sub-envs: step-level envs in one batch, others one by one."""
+    def _evaluate_live(self, live: list[int], actions: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+        """Begin and evaluate (grade, shape) the live sub-envs' steps in one batch; applies nothing."""
         if not live:
-            return []
+            return [], []
         inner = [self.envs[i].unwrapped for i in live]
-        if all(isinstance(e, MathStepsEnv) for e in inner):
-            pendings = [env._begin(parse_action(actions[i])) for env, i in zip(inner, live)]
-            records = step_batch(inner, pendings)
-            return [(env._observation(), rec) for env, rec in zip(inner, records)]
-        out = []
-        for i in live:
-            obs, r, te, tr, info = self.envs[i].step(actions[i])
-            ep = self.envs[i].unwrapped.last_episode if (te or tr) else None
-            out.append((obs, StepRecord(float(r), bool(te), bool(tr), info, ep)))
-        return out
+        if not all(isinstance(e, MathStepsEnv) for e in inner):
+            raise TypeError("GroupVectorEnv steps MathSteps-v0 sub-envs (got "
+                            f"{sorted({type(e).__name__ for e in inner})})")
+        pendings = []
+        for env, i in zip(inner, live):
+            try:
+                pendings.append(env.begin_step(actions[i]))
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"actions[{i}]: {e}") from e
+        return pendings, evaluate_steps(inner, pendings)
 
     @staticmethod
     def _empty_traj() -> dict[str, Any]:
@@ -215,11 +248,15 @@ class GroupVectorEnv(VectorEnv):
             self._traj[i] = self._empty_traj()
             self._add_info(infos, info, i)
 
-    def _group_result(self, b: int) -> GroupResult:
+    @property
+    def _pipeline(self) -> Any:
+        return self.envs[0].unwrapped.pipeline
+
+    def _group_result(self, b: int, group_terms: dict[str, list[float]]) -> GroupResult:
         idx = range(b * self.group_size, (b + 1) * self.group_size)
         tjs = [self._traj[i] for i in idx]
         problem = self._problems[b]
-        pipeline = self.envs[0].unwrapped.pipeline
+        pipeline = self._pipeline
         episodes = [t["episode"] for t in tjs]
         return GroupResult(
             group=b,
@@ -230,8 +267,9 @@ class GroupVectorEnv(VectorEnv):
             reward_terms=[list(t["terms"]) for t in tjs],
             verdicts=[t["verdict"] for t in tjs],
             responses=[t["response"] for t in tjs],
-            group_terms=pipeline.group_end(episodes),
+            group_terms=group_terms,
             enters=pipeline.enters(),
+            contributions=pipeline.contributions(),
             episodes=episodes,
         )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -13,7 +12,16 @@ import numpy as np
 from reasonenv.envs.actions import StepAction, parse_action
 from reasonenv.envs.prompts import PromptTemplate
 from reasonenv.envs.spaces import UnicodeText
-from reasonenv.envs.stepping import EpisodeState, Pending, StepRecord, step_batch
+from reasonenv.envs.stepping import (
+    EpisodeState,
+    PendingStep,
+    StepOutcome,
+    StepRecord,
+    episode_record,
+    step_batch,
+    step_context,
+    step_info,
+)
 from reasonenv.envs.termination import final_answer_end, has_final_answer
 from reasonenv.problems.base import Problem
 from reasonenv.segmentation import Segmenter, token_char_ends
@@ -173,12 +181,11 @@ class MathStepsEnv(gym.Env[str, Any]):
         return self._observation(), info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        """Append one reasoning step; see the class docstring for the flags and reward."""
-        if self.state is None:
-            raise RuntimeError("call reset() before step()")
-        if self.state.done:
-            raise RuntimeError("episode is over: call reset() before step()")
-        (record,) = step_batch([self], [self._begin(parse_action(action))])
+        """Append one reasoning step; see the class docstring for the flags and reward.
+
+        A step whose grader or shaper raises is not applied: the episode is left as it was.
+        """
+        (record,) = step_batch([self], [self.begin_step(action)])
         self._last_episode = record.episode
         if self.render_mode == "human":
             print(self.render())
@@ -239,48 +246,74 @@ class MathStepsEnv(gym.Env[str, Any]):
             prompt_ids = tuple(self.tokenizer.encode(prompt, add_special_tokens=False))
         scratch = EpisodeState(problem=problem, prompt=prompt, slot=self.slot,
                                episode_id=next(_SCRATCH_IDS), prompt_ids=prompt_ids)
-        pendings: list[Pending] = []
+        pendings: list[PendingStep] = []
         for s in steps:
             ids = tuple(token_ids[s.token_start : s.token_end]) if token_ids is not None else None
             lps = tuple(logprobs[s.token_start : s.token_end]) if logprobs is not None else None
             eos = finished and s.index == len(steps) - 1
-            action = StepAction(text=s.text, token_ids=ids, logprobs=lps, eos=eos)
-            p = self._begin(action, state=scratch, final_at=stop)
+            p = self._pending(StepAction(text=s.text, token_ids=ids, logprobs=lps, eos=eos),
+                              scratch, final_at=stop)
+            p.apply()  # the scratch episode is ours: the next step builds on this one
             pendings.append(p)
             if p.done:
                 break
         return self._shape_episode(pendings)
 
-    # ------------------------------------------------------------------ internals
-    def _shape_episode(self, pendings: list[Pending]) -> list[StepRecord]:
-        """Grade once and call each shaper once for all steps of one scratch episode."""
-        from reasonenv.envs.stepping import make_context, make_record
+    # ------------------------------------------------------------------ transition
+    def begin_step(self, action: Any) -> PendingStep:
+        """Check ``action`` and compute this step against the running episode, without
+        applying it (see :mod:`reasonenv.envs.stepping`).
 
+        Raises:
+            gymnasium.error.ResetNeeded: No episode is running.
+            ValueError / TypeError: A bad action (the message names the field).
+        """
+        if self.state is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if self.state.done:
+            raise gym.error.ResetNeeded("episode is over: call reset() before step()")
+        return self._pending(parse_action(action), self.state)
+
+    def commit_step(self, pending: PendingStep, outcome: StepOutcome) -> StepRecord:
+        """Apply a graded, shaped step to the episode and return what ``step`` returns."""
+        pending.apply()
+        st = pending.state
+        st.step_ref_lps.append(outcome.ref_logprobs)
+        st.step_terms.append(dict(outcome.terms))
+        reward, info = step_info(pending, outcome)
+        return StepRecord(reward, pending.terminated, pending.truncated, info, outcome.episode)
+
+    # ------------------------------------------------------------------ internals
+    def _shape_episode(self, pendings: list[PendingStep]) -> list[StepRecord]:
+        """Grade once and call each shaper once for all steps of one applied scratch episode."""
         if not pendings:
             return []
         st = pendings[-1].state
         n = len(pendings)
         last = pendings[-1]
         verdict = self.grade_many([(st.response, st.problem)])[0] if last.done else None
-        # Rebuild each step's context as it was when that step was taken.
-        contexts = []
-        for k, p in enumerate(pendings):
-            view = EpisodeState(problem=st.problem, prompt=st.prompt, slot=st.slot,
-                                episode_id=st.episode_id, prompt_ids=st.prompt_ids,
-                                steps=st.steps[: k + 1], step_ids=st.step_ids[: k + 1],
-                                step_lps=st.step_lps[: k + 1])
-            pk = replace(p, state=view)
-            contexts.append(make_context(pk, verdict if k == n - 1 else None))
+        # Each step's context as it was when that step was taken.
+        contexts = [step_context(st, p, k, verdict if k == n - 1 else None)
+                    for k, p in enumerate(pendings)]
+        refs = self.pipeline.ref_logprobs(contexts)
+        if self.pipeline.needs_ref_logprobs:
+            from dataclasses import replace
+
+            contexts = [replace(c, step_ref_logprobs=tuple(refs[: k + 1])) for k, c in enumerate(contexts)]
         terms = self.pipeline.step_terms(contexts)
-        st.step_terms = list(terms)
+        episode = None
         if last.done:
-            (extra,) = self.pipeline.episode_end([make_record(last, verdict)])
-            for name, v in extra.items():
-                terms[-1][name] = terms[-1].get(name, 0.0) + v
-        return [
-            self._finish(p, verdict if k == n - 1 else None, terms[k])
-            for k, p in enumerate(pendings)
-        ]
+            (episode,) = self.pipeline.finish_episodes(
+                [episode_record(contexts[-1], last.terminated, terms, verdict)])
+        records = []
+        for k, p in enumerate(pendings):
+            outcome = StepOutcome(verdict if k == n - 1 else None, terms[k], refs[k],
+                                  episode if k == n - 1 else None)
+            reward, info = step_info(p, outcome)
+            records.append(StepRecord(reward, p.terminated, p.truncated, info, outcome.episode))
+        st.step_terms = [dict(t) for t in terms]
+        st.step_ref_lps = list(refs)
+        return records
 
     def _choose_problem(self, options: dict[str, Any]) -> Problem:
         unknown = set(options) - {"problem", "problem_index"}
@@ -311,16 +344,13 @@ class MathStepsEnv(gym.Env[str, Any]):
                 return True
         return False
 
-    def _begin(
-        self, action: StepAction, *, state: EpisodeState | None = None, final_at: Any = "scan"
-    ) -> Pending:
-        """Apply ``action`` to the episode state and decide the flags (no grading, no shaping).
+    def _pending(self, action: StepAction, st: EpisodeState, final_at: Any = "scan") -> PendingStep:
+        """Compute ``action`` as the next step of ``st`` and decide the flags (no grading, no
+        shaping, no mutation).
 
         ``final_at`` is the pre-computed final-answer end of the whole response (fast path) or
         ``"scan"`` to look at the response so far (stepping).
         """
-        st = state if state is not None else self.state
-        assert st is not None
         cut = len(action.text) > self.max_step_chars
         if cut:
             action = StepAction(text=action.text[: self.max_step_chars], eos=action.eos)
@@ -328,44 +358,23 @@ class MathStepsEnv(gym.Env[str, Any]):
         if ids is None and self.tokenizer is not None:
             ids = tuple(self.tokenizer.encode(action.text, add_special_tokens=False))
         n_step = len(ids) if ids is not None else len(action.text)
-        st.steps.append(action.text)
-        st.step_ids.append(ids)
-        st.step_lps.append(action.logprobs)
-        st.response += action.text
-        st.n_tokens += n_step
+        response = st.response + action.text
+        n_tokens = st.n_tokens + n_step
         if final_at == "scan" or cut:
-            final = has_final_answer(st.response)
+            final = has_final_answer(response)
         else:
-            final = final_at is not None and final_at <= len(st.response)
+            final = final_at is not None and final_at <= len(response)
         terminated = self._is_eos(action) or final
         by = None
         if not terminated:
             if cut:
                 by = "max_step_chars"
-            elif len(st.steps) >= self.max_steps:
+            elif len(st.steps) + 1 >= self.max_steps:
                 by = "max_steps"
-            elif st.n_tokens >= self.max_tokens:
+            elif n_tokens >= self.max_tokens:
                 by = "max_tokens"
-        st.done = terminated or by is not None
-        return Pending(st, action, n_step, terminated, by is not None, by,
-                       step_index=len(st.steps) - 1, response_tokens=st.n_tokens)
-
-    def _finish(self, p: Pending, verdict: Any, terms: dict[str, float]) -> StepRecord:
-        """Turn a graded, shaped step into the ``step`` return values."""
-        info: dict[str, Any] = {
-            "problem_id": p.state.problem.id,
-            "step_index": p.step_index,
-            "step_tokens": p.step_tokens,
-            "response_tokens": p.response_tokens,
-        }
-        if p.done:
-            info["verdict"] = verdict.to_dict()
-            info["outcome"] = 1.0 if verdict.correct else 0.0
-            if p.truncated:
-                info["truncated_by"] = p.truncated_by
-        info["reward_terms"] = dict(terms)
-        reward = float(sum(terms.values()))
-        return StepRecord(reward, p.terminated, p.truncated, info)
+        return PendingStep(st, action.text, ids, action.logprobs, n_step, terminated,
+                           by is not None, by, response, n_tokens, len(st.steps))
 
     def grade_many(self, items: Sequence[tuple[str, Problem]]) -> list[Any]:
         """Grade ``(response, problem)`` pairs in one batch (the services' grader if set)."""

@@ -137,4 +137,8 @@ def make_shaper(spec: str | Mapping[str, Any] | Shaper | type[Shaper], services:
         raise ValueError(f"shaper {name!r}: bad options {kwargs}: {exc}") from exc
     if services is not None:
         services.require(cls.name, cls.services)
-    return cls(config, services), weight
+    try:
+        shaper = cls(config, services)
+    except Exception as exc:
+        raise ValueError(f"shaper {name!r} could not be built: {type(exc).__name__}: {exc}") from exc
+    return shaper, weight

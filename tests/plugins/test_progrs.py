@@ -1,4 +1,4 @@
-"""PROGRS: centring, coherence, both injections and the dominance invariant."""
+"""PROGRS: centring, coherence, both injections; the dominance clip through the composition."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from reasonenv.plugins.progrs import (
     PROGRSShaper,
     aggregate,
     centred_bonus,
-    clip_lambda,
     coherence_penalty,
 )
 from reasonenv.problems.base import Problem
-from reasonenv.shaping.advantages import grpo_advantages
+from reasonenv.shaping.advantages import ResponseTerms, compose_advantages
 from reasonenv.shaping.base import EpisodeRecord
 from reasonenv.shaping.protocols import Services
 
@@ -134,47 +133,6 @@ def test_centring_incorrect_sum_to_zero(s, data):
     np.testing.assert_array_equal(bc[~correct], b[~correct])
 
 
-@given(o=st.lists(st.integers(0, 1), min_size=1, max_size=10))
-def test_grpo_matches_loop(o):
-    o = [float(x) for x in o]
-    np.testing.assert_allclose(grpo_advantages(np.array(o)), naive_grpo(o), atol=1e-12)
-
-
-@settings(max_examples=300)
-@given(
-    data=st.data(),
-    g=st.integers(2, 8),
-    lam=st.floats(0.0, 20.0, allow_nan=False),
-    level=st.sampled_from(["advantage", "reward"]),
-)
-def test_clip_lambda_is_minimal_and_keeps_dominance(data, g, lam, level):
-    correct = np.array(data.draw(st.lists(st.booleans(), min_size=g, max_size=g)))
-    o = correct.astype(float)
-    bonus = np.array(data.draw(st.lists(st.floats(-2, 2, allow_nan=False), min_size=g, max_size=g)))
-    base = grpo_advantages(o) if level == "advantage" else o
-    lam_eff = clip_lambda(base, bonus, correct, lam)
-    assert 0.0 <= lam_eff <= lam and math.isfinite(lam_eff)
-    if correct.all() or not correct.any():
-        assert lam_eff == lam  # nothing to protect
-        return
-    final = base + lam_eff * bonus
-    assert final[~correct].max() < final[correct].min()  # strict dominance after clipping
-    unclipped = base + lam * bonus
-    needed = not unclipped[~correct].max() < unclipped[correct].min()
-    assert (lam_eff < lam) == needed  # clipped only when needed
-    if needed:  # and then as large as allowed: the tie point Delta / D, just inside
-        gap = base[correct].min() - base[~correct].max()
-        spread = bonus[~correct].max() - bonus[correct].min()
-        assert lam_eff >= (1 - 1e-6) * gap / spread
-
-
-def test_clip_lambda_hand_values():
-    base, correct = np.array([1.0, 0.0]), np.array([True, False])
-    assert clip_lambda(base, np.array([0.0, 0.5]), correct, 0.1) == 0.1
-    assert math.isclose(clip_lambda(base, np.array([-2.0, 3.0]), correct, 0.5), 0.2, rel_tol=1e-8)
-    assert clip_lambda(base, np.array([-2.0, 3.0]), correct, 0.0) == 0.0
-
-
 # -- the shaper ---------------------------------------------------------------------------------
 def shaper(**kw) -> PROGRSShaper:
     return PROGRSShaper(PROGRSShaper.Config(**kw), Services(prm=FakePRM()))
@@ -191,9 +149,9 @@ def test_contract():
         "quantile": 0.5,
         "center_correct": False,
         "inject": "advantage",
-        "eps": 1e-6,
     }
     assert shaper().enters == "advantage" and shaper(inject="reward").enters == "reward"
+    assert PROGRSShaper.clip_to_outcome and shaper().contributions() == {"group": "advantage"}
 
 
 @settings(max_examples=150)
@@ -218,53 +176,55 @@ def test_group_end_formula_and_dominance(grp, lam, gamma, agg, center_correct, i
     for idx in [wrong] + ([right] if center_correct else []):
         for i in idx:
             b[i] = s[i] - sum(s[j] for j in idx) / len(idx)
-    lam_eff = sh.stats()["last_lam_eff"]
-    np.testing.assert_allclose(terms, [lam_eff * x for x in b], atol=1e-9)
+    np.testing.assert_allclose(terms, [lam * x for x in b], atol=1e-9)  # unclipped here
     if not center_correct:
         assert all(terms[i] == 0.0 for i in right)
-    # the invariant, as the trainer will apply the term
-    if inject == "advantage":
-        final = [a + t for a, t in zip(naive_grpo(outcomes), terms)]
-    else:
-        final = naive_grpo([o + t for o, t in zip(outcomes, terms)])
+    # the invariant, as the trainer applies the term: composed, then clipped if needed
+    group = [ResponseTerms((1,), o, episode={"outcome": o}, group={"progrs": t})
+             for o, t in zip(outcomes, terms)]
+    (adv,), stats = compose_advantages([group], {"outcome": {"episode": "reward"},
+                                                 "progrs": sh.contributions()},
+                                       clip_to_outcome=["progrs"])
+    final = [float(a[0]) for a in adv]
     if wrong and right:
         assert max(final[i] for i in wrong) < min(final[j] for j in right)
     # clipped only when needed
-    base = naive_grpo(outcomes) if inject == "advantage" else outcomes
-    raw = [x + lam * y for x, y in zip(base, b)]
-    needed = (
-        bool(wrong and right) and max(raw[i] for i in wrong) >= min(raw[j] for j in right) - 1e-12
-    )
-    if lam_eff < lam:
-        assert needed
-    assert sh.stats()["clipped_groups"] == float(lam_eff < lam)
+    if inject == "advantage":
+        raw = [x + t for x, t in zip(naive_grpo_unbiased(outcomes), terms)]
+    else:
+        raw = naive_grpo_unbiased([o + t for o, t in zip(outcomes, terms)])
+    needed = bool(wrong and right) and max(raw[i] for i in wrong) >= min(raw[j] for j in right)
+    assert stats.clipped_groups == int(needed)
+
+
+def naive_grpo_unbiased(o, eps=1e-6):
+    m = sum(o) / len(o)
+    sd = math.sqrt(sum((x - m) ** 2 for x in o) / (len(o) - 1))
+    return [(x - m) / (sd + eps) for x in o]
 
 
 def test_lam_zero_gives_zeros():
     sh = shaper(lam=0.0)
     recs = [record(0, [0.9, 0.1], 1.0), record(1, [0.2, 0.8, 0.3], 0.0), record(2, [0.5], 0.0)]
     assert sh.group_end(recs) == [0.0, 0.0, 0.0]
-    assert sh.stats()["clipped_groups"] == 0.0
 
 
-def test_hand_group_and_clip_statistics():
+def test_hand_group_and_reward_level_clip():
     sh = shaper(lam=0.1, gamma=0.0)
     recs = [record(0, [0.9], 1.0), record(1, [0.2], 0.0), record(2, [0.6], 0.0)]
     np.testing.assert_allclose(sh.group_end(recs), [0.0, -0.02, 0.02], atol=1e-12)
-    assert sh.stats() == {
-        "groups": 1.0,
-        "clipped_groups": 0.0,
-        "clip_rate": 0.0,
-        "last_lam_eff": 0.1,
-    }
-    # reward level, lam large: incorrect 0 + lam*0.2 would reach correct 1 + 0 at lam = 5
+    # reward level, lam large: incorrect 0 + lam*0.2 reaches correct 1 + 0 at lam = 5, so the
+    # composition scales the bonus by c = 5/10 (just inside).
     sh = shaper(lam=10.0, gamma=0.0, inject="reward")
     terms = sh.group_end(recs)
-    st_ = sh.stats()
-    assert st_["clipped_groups"] == 1.0 and math.isclose(st_["last_lam_eff"], 5.0, rel_tol=1e-8)
-    assert 0.0 + terms[2] < 1.0 + terms[0]
-    sh.group_end([record(0, [0.9], 1.0), record(1, [0.2], 1.0)])  # all correct: never clipped
-    assert sh.stats()["groups"] == 2.0 and sh.stats()["clipped_groups"] == 1.0
+    np.testing.assert_allclose(terms, [0.0, -2.0, 2.0], atol=1e-12)
+    group = [ResponseTerms((1,), r.outcome, episode={"outcome": r.outcome}, group={"progrs": t})
+             for r, t in zip(recs, terms)]
+    (adv,), stats = compose_advantages([group], {"outcome": {"episode": "reward"},
+                                                 "progrs": sh.contributions()},
+                                       clip_to_outcome=["progrs"])
+    assert stats.clipped_groups == 1 and math.isclose(stats.scale_sum, 0.5, rel_tol=1e-8)
+    assert adv[2][0] < adv[0][0]
 
 
 def test_quantile_choice_and_error():

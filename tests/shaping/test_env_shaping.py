@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 import reasonenv
@@ -83,9 +84,11 @@ def test_unknown_shaper_name_lists_valid_ones():
 
 
 def test_progrs_in_group_env_keeps_correct_above_incorrect():
-    from reasonenv.shaping.advantages import grpo_advantages
+    from reasonenv.shaping.advantages import compose_advantages, terms_of_group
+    from reasonenv.testing import tiny_tokenizer
 
     venv = reasonenv.make_group_env("reasonenv/MathSteps-v0", num_problems=1, group_size=4,
+                                    tokenizer=tiny_tokenizer(),
                                     shapers=[{"name": "progrs", "lam": 1000.0}],
                                     services={"prm": "heuristic"})
     venv.reset(seed=0, options={"problems": [PROBLEM]})
@@ -100,6 +103,9 @@ def test_progrs_in_group_env_keeps_correct_above_incorrect():
     bonus = g.group_terms["progrs"]
     assert bonus[0] == bonus[2] == 0.0  # correct responses get no bonus by default
     assert bonus[1] + bonus[3] == pytest.approx(0.0, abs=1e-9)  # centred among the incorrect
-    adv = grpo_advantages(g.outcomes) + bonus
-    assert adv[[0, 2]].min() > adv[[1, 3]].max()  # lam=1000 would break dominance: clipped
-    assert venv.envs[0].unwrapped.pipeline.stats()["progrs/clipped_groups"] == 1
+    pipe = venv.envs[0].unwrapped.pipeline
+    (adv,), stats = compose_advantages([terms_of_group(g)], pipe.contributions(),
+                                       clip_to_outcome=["progrs"])
+    mean = np.array([a.mean() for a in adv])
+    assert mean[[0, 2]].min() > mean[[1, 3]].max()  # lam=1000 would break dominance: clipped
+    assert stats.clipped_groups == 1 and 0 < stats.scale_sum < 1
