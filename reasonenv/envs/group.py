@@ -182,7 +182,7 @@ class GroupVectorEnv(VectorEnv):
                 tj["response"] = rec.episode.response if rec.episode is not None else ""
             self._add_info(infos, rec.info, i)
         group_end = np.full(self.num_problems, None, dtype=object)
-        for b, (episodes, gterms) in finishing.items():
+        for b, (_episodes, gterms) in finishing.items():
             group_end[b] = self._group_result(b, gterms)
             self._reported[b] = True
             self._needs_reset[b] = self.autoreset

@@ -372,7 +372,7 @@ def compose_advantages(
             d0 = np.array([_mean(dense[i][0]) for i in idx])
             d1 = np.array([_mean(dense[i][1]) for i in idx])
 
-            def gap(c: float) -> float:
+            def gap(c: float, b=b, idx=idx, d0=d0, d1=d1, correct=correct) -> float:
                 m = a_hat(b, c) + adv[idx, 0] + d0 + c * (adv[idx, 1] + d1)
                 return float(m[correct].min() - m[~correct].max())
 
