@@ -10,18 +10,20 @@ Example:
     1.0
 """
 
-from reasonenv.evaluation.metrics import (
-    EvalSummary,
+from reasonenv.evaluation.bootstrap import (
     MetricEstimate,
-    SampleRecord,
-    avg_at_n,
     bootstrap_ci,
     bootstrap_means,
+    paired_difference_ci,
+)
+from reasonenv.evaluation.metrics import (
+    EvalSummary,
+    SampleRecord,
+    avg_at_n,
     grader_equivalent,
     maj_at_n,
     maj_at_n_per_problem,
     majority_vote,
-    paired_difference_ci,
     pass_at_k,
     pass_at_k_per_problem,
     pass_hat_k,
