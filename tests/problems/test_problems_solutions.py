@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from fractions import Fraction
 
 import gymnasium as gym
@@ -37,6 +38,7 @@ def check_arithmetic(step: str) -> tuple[bool, str, str, str]:
     """(is the step's ``a op b = c`` right?, a, b, c) for one non-final step."""
     match = CLAUSE.search(step)
     assert match, f"step {step!r} does not end in 'a op b = c.'"
+    assert not match["b"].startswith("-"), f"negative right operand must be (-n) in {step!r}"
     a, b, c = number(match["a"]), number(match["b"]), number(match["c"])
     op = match["op"]
     value = {"+": a + b, "-": a - b, "*": a * b}.get(op) if op not in "/÷" else a / b
@@ -106,6 +108,20 @@ def test_corruption_is_reproducible_and_the_same_for_indexed_and_sampled_problem
     sampled = source.sample(np.random.default_rng(1))
     again = ProceduralSource("mixed", 3, seed=99).sample(np.random.default_rng(1))
     assert sampled.metadata["corrupted_steps"] == again.metadata["corrupted_steps"]
+
+
+def test_the_corrupted_step_and_the_error_size_are_spread_out() -> None:
+    chains = list(itertools.islice(ProceduralSource("chained_sums", 5, seed=8), 200))
+    positions = Counter(p.metadata["first_error_step"] for p in chains)
+    assert sorted(positions) == list(range(8))  # every one of the 8 sums gets corrupted
+    assert min(positions.values()) >= 10  # about 25 each if uniform
+    errors = Counter()
+    for p in chains:
+        k = p.metadata["first_error_step"]
+        _, _, _, shown = check_arithmetic(p.metadata["corrupted_steps"][k])
+        _, _, _, true = check_arithmetic(p.metadata["solution_steps"][k])
+        errors[number(shown) - number(true)] += 1
+    assert set(errors) == {-10, -2, -1, 1, 2, 10}
 
 
 def test_problem_stream_of_a_seed_is_unchanged_by_the_worked_solutions() -> None:
