@@ -51,8 +51,9 @@ def test_vocabulary_layout_and_unknown_characters() -> None:
     assert tok.encode("ab", add_special_tokens=True) == tok.encode("ab", add_special_tokens=False)
     every = " ".join(CHARACTERS) + " can't , . ? ! 's"  # what HF's space clean-up would eat
     assert tok.decode(tok.encode(every, add_special_tokens=False)) == every
-    ids = tok.encode("π ≤ 2", add_special_tokens=False)
-    assert tok.convert_ids_to_tokens(ids) == ["<unk>", " ", "<unk>", " ", "2"]
+    ids = tok.encode("π ≤ 2 ππ", add_special_tokens=False)
+    # one <unk> per unknown character, so token and character positions stay aligned
+    assert tok.convert_ids_to_tokens(ids) == ["<unk>", " ", "<unk>", " ", "2", " ", "<unk>", "<unk>"]
     assert char_tokenizer() is tok  # cached
 
 
