@@ -195,8 +195,8 @@ def linear_solution(a: int, b: int, d: int, e: int, shift: int | None = None) ->
     """Worked solution of ``a x + b = d x + e`` (or ``a(x + shift) = d x + e``, ``b = a*shift``).
 
     Steps: expand ``a * shift`` (level 5), collect ``a - d`` (x on both sides), move the
-    constant ``e - b`` (skipped when ``b`` is 0, unless nothing else would be left), divide by
-    the coefficient (skipped when it is 1). The last operation's result is always x.
+    constant ``e - b``, divide by the coefficient ``a - d``. The move is skipped when ``b`` is 0
+    and the division when the coefficient is 1, but never both: the last step always gives x.
 
     Example:
         >>> linear_solution(3, 2, 0, 14).steps()
