@@ -23,6 +23,14 @@ def test_import_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+def test_every_package_directory_is_listed_for_the_wheel():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "reasonenv").rglob("__init__.py")}
+    assert on_disk <= listed, f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
+
+
 def test_no_top_level_agents_or_plugins_module():
     code = "import importlib.util as u, reasonenv; print(u.find_spec('agents'), u.find_spec('plugins'))"
     out = subprocess.run([sys.executable, "-c", code], check=True, cwd="/", capture_output=True, text=True)

@@ -24,7 +24,8 @@ class MathTokensEnv(gym.Env[dict, int]):
     EOS token or once a final answer is complete, and truncates at ``max_tokens``.
 
     Args:
-        tokenizer: A Hugging Face tokenizer (required).
+        tokenizer: A Hugging Face tokenizer; default the built-in character-level one
+            (:func:`reasonenv.tokenizers.char_tokenizer`, 102 ids), which suits numeric RL.
         problems: Problem source or spec, as for :class:`MathStepsEnv`.
         prompt: Prompt template (see :class:`~reasonenv.envs.prompts.PromptTemplate`).
         split: Step segmentation (``"\\n\\n"``, ``"\\n"``, ``"fixed:N"``); default as in
@@ -38,9 +39,12 @@ class MathTokensEnv(gym.Env[dict, int]):
 
     Example:
         >>> import gymnasium as gym, reasonenv
+        >>> env = gym.make("reasonenv/MathTokens-v0")  # character-level tokenizer
+        >>> obs, info = env.reset(seed=0)
+        >>> env.action_space
+        Discrete(102)
         >>> from reasonenv.testing import tiny_tokenizer
-        >>> tok = tiny_tokenizer()
-        >>> env = gym.make("reasonenv/MathTokens-v0", tokenizer=tok)
+        >>> env = gym.make("reasonenv/MathTokens-v0", tokenizer=tiny_tokenizer())
         >>> obs, info = env.reset(seed=0)
         >>> obs["token_ids"].shape == env.observation_space["token_ids"].shape
         True
@@ -65,7 +69,9 @@ class MathTokensEnv(gym.Env[dict, int]):
         render_mode: str | None = None,
     ) -> None:
         if tokenizer is None:
-            raise ValueError("MathTokens-v0 needs tokenizer= (a Hugging Face tokenizer)")
+            from reasonenv.tokenizers import char_tokenizer
+
+            tokenizer = char_tokenizer()
         # The step env holds the problem source, prompt and grading logic; we drive it.
         self._inner = MathStepsEnv(
             problems, prompt=prompt, tokenizer=tokenizer, split=split, max_steps=max_tokens,

@@ -22,6 +22,7 @@ from reasonenv.problems.datasets import (
 )
 from reasonenv.problems.factory import make_source
 from reasonenv.problems.procedural import KINDS, ProceduralSource
+from reasonenv.problems.solutions import render_solution
 
 __all__ = [
     "KINDS",
@@ -36,4 +37,5 @@ __all__ = [
     "load_problems",
     "make_source",
     "register_dataset",
+    "render_solution",
 ]

@@ -3,7 +3,9 @@
 Each generator has the signature ``gen(rng, difficulty) -> Generated`` and draws *only* from
 ``rng``. Gold answers are computed exactly with :class:`fractions.Fraction`. Every generator
 records a Python-syntax ``expression`` (or ``equation``) in the metadata so the answer can be
-re-derived independently of the generator.
+re-derived independently of the generator, and a :class:`~reasonenv.problems.solutions.Calculation`
+that is the worked solution (the same arithmetic, one step per operation). Building it draws
+nothing from ``rng``, so the problem stream of a seed is the same as before solutions existed.
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from reasonenv.problems.solutions import Calculation, Operand, Written
+
 T = TypeVar("T")
 
 
 @dataclass
 class Generated:
-    """Output of one generator call: question text, exact answer, extra metadata."""
+    """Output of one generator call: question, exact answer, metadata, worked solution."""
 
     question: str
     answer: Fraction
     metadata: dict[str, Any] = field(default_factory=dict)
+    calculation: Calculation | None = None
 
 
 def randint(rng: np.random.Generator, low: int, high: int) -> int:
@@ -109,6 +114,12 @@ def arithmetic(rng: np.random.Generator, difficulty: int) -> Generated:
     expression = parts[0]
     for op, part in zip(top_ops, parts[1:], strict=True):
         expression += f" {op} {part}"
+    tokens: list[Fraction | str] = []
+    for i, value in enumerate(operands):
+        tokens += ["("] if i == group else []
+        tokens.append(Fraction(value))
+        tokens += [")"] if group >= 0 and i == group + 1 else []
+        tokens += [ops[i]] if i < count - 1 else []
     return Generated(
         question=f"What is {expression}?",
         answer=answer,
@@ -119,6 +130,7 @@ def arithmetic(rng: np.random.Generator, difficulty: int) -> Generated:
             "num_operands": count,
             "max_digits": max(len(str(abs(v))) for v in operands),
         },
+        calculation=Calculation.from_tokens(tokens),
     )
 
 
@@ -148,10 +160,14 @@ def chained_sums(rng: np.random.Generator, difficulty: int) -> Generated:
         terms.append(term)
         total += term
     expression = str(terms[0]) + "".join(f" {'-' if t < 0 else '+'} {abs(t)}" for t in terms[1:])
+    tokens: list[Fraction | str] = [Fraction(terms[0])]
+    for term in terms[1:]:
+        tokens += ["-" if term < 0 else "+", Fraction(abs(term))]
     return Generated(
         question=f"What is {expression}?",
         answer=Fraction(total),
         metadata={"expression": expression, "terms": terms, "num_terms": length},
+        calculation=Calculation.from_tokens(tokens),
     )
 
 
@@ -169,8 +185,41 @@ def _linear(a: int, b: int, times: str) -> str:
     return text
 
 
+EXPAND_STEP = "Expand: {left} {op} {right} = {result}."
+COLLECT_STEP = "x terms: {left} {op} {right} = {result}."
+MOVE_STEP = "{label}x = {left} {op} {right} = {result}."
+DIVIDE_STEP = "x = {left} {op} {right} = {result}."
+
+
+def linear_solution(a: int, b: int, d: int, e: int, shift: int | None = None) -> Calculation:
+    """Worked solution of ``a x + b = d x + e`` (or ``a(x + shift) = d x + e``, ``b = a*shift``).
+
+    Steps: expand ``a * shift`` (level 5), collect ``a - d`` (x on both sides), move the
+    constant ``e - b``, divide by the coefficient ``a - d``. The move is skipped when ``b`` is 0
+    and the division when the coefficient is 1, but never both: the last step always gives x.
+
+    Example:
+        >>> linear_solution(3, 2, 0, 14).steps()
+        ('3x = 14 - 2 = 12.', 'x = 12 / 3 = 4.', 'The answer is \\\\boxed{4}.')
+    """
+    calc = Calculation()
+    constant: Operand = Fraction(b)
+    if shift is not None:
+        constant = calc.emit(Fraction(a), "*", Fraction(shift), EXPAND_STEP)
+    coefficient: Operand = Fraction(a)
+    if d != 0:
+        coefficient = calc.emit(Fraction(a), "-", Fraction(d), COLLECT_STEP)
+    right: Operand = Fraction(e)
+    if b != 0 or a - d == 1:
+        right = calc.emit(Fraction(e), "-", constant, MOVE_STEP, label=coefficient)
+    if a - d != 1:
+        calc.emit(right, "/", coefficient, DIVIDE_STEP)
+    return calc
+
+
 def linear_equation(rng: np.random.Generator, difficulty: int) -> Generated:
     """Solve ``a x + b = c`` (levels 1-3) or with ``x`` on both sides (levels 4-5)."""
+    shift: int | None = None  # level 5 writes the left side as a(x + shift)
     if difficulty == 1:
         a, x, b, d = 1, randint(rng, 0, 9), randint(rng, 1, 9), 0
     elif difficulty == 2:
@@ -193,6 +242,7 @@ def linear_equation(rng: np.random.Generator, difficulty: int) -> Generated:
         b = a * shift  # lhs is a(x + shift)
     e = a * x + b - d * x  # right-hand constant makes x the unique solution
     if difficulty == 5:
+        assert shift is not None
         inner = f"x {'-' if shift < 0 else '+'} {abs(shift)}"
         lhs_show, lhs_py = f"{a}({inner})", f"{a}*({inner})"
     else:
@@ -208,6 +258,7 @@ def linear_equation(rng: np.random.Generator, difficulty: int) -> Generated:
             "rhs": [d, e],
             "both_sides": d != 0,
         },
+        calculation=linear_solution(a, b, d, e, shift),
     )
 
 
@@ -264,4 +315,10 @@ def fractions(rng: np.random.Generator, difficulty: int) -> Generated:
             "num_operands": count,
             "max_denominator": max(d for _, d in pairs),
         },
+        calculation=Calculation.from_tokens(
+            [Written(Fraction(n, d), f"{n}/{d}") for n, d in pairs[:1]]
+            + [t for op, (n, d) in zip(ops, pairs[1:], strict=True)
+               for t in (op, Written(Fraction(n, d), f"{n}/{d}"))],
+            symbols={"/": "÷"},
+        ),
     )

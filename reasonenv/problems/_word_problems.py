@@ -13,6 +13,7 @@ from fractions import Fraction
 import numpy as np
 
 from reasonenv.problems._generators import Generated, choice, evaluate, randint
+from reasonenv.problems.solutions import Calculation
 
 NAMES: tuple[tuple[str, str], ...] = (
     ("Tom", "he"),
@@ -262,6 +263,19 @@ def evaluate_formula(formula: str) -> Fraction:
     return expr()
 
 
+def formula_calculation(formula: str) -> Calculation:
+    """The worked solution of a template formula, one step per operation.
+
+    Example:
+        >>> formula_calculation("12 / (1 + 3)").steps()
+        ('1 + 3 = 4.', '12 / 4 = 3.', 'The answer is \\\\boxed{3}.')
+    """
+    tokens = formula.replace("(", " ( ").replace(")", " ) ").split()
+    return Calculation.from_tokens(
+        [t if t in ("+", "-", "*", "/", "(", ")") else Fraction(int(t)) for t in tokens]
+    )
+
+
 def word_problem(rng: np.random.Generator, difficulty: int) -> Generated:
     """A templated word problem; harder levels use multi-step templates and bigger numbers."""
     template, top = choice(rng, LEVELS[difficulty])
@@ -277,4 +291,5 @@ def word_problem(rng: np.random.Generator, difficulty: int) -> Generated:
             "formula": formula,
             "quantities": quantities,
         },
+        calculation=formula_calculation(formula),
     )

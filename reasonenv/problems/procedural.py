@@ -12,6 +12,14 @@ Kinds:
 
 Gold answers are exact (:class:`fractions.Fraction`) and formatted as ``"42"``, ``"-7"`` or
 ``"3/4"`` (lowest terms, sign on the numerator).
+
+Every problem also carries a worked solution computed from the same arithmetic, in
+``metadata["solution_steps"]`` (a tuple of step strings ending in ``\\boxed{answer}``; join
+them with :func:`~reasonenv.problems.solutions.render_solution`), a corrupted variant in
+``metadata["corrupted_steps"]`` whose one wrong step carries into a wrong final answer, and
+``metadata["first_error_step"]``, the index of that wrong step. The corruption is drawn from a
+generator seeded by a hash of the problem's content, never from the problem stream's ``rng``,
+so a seed produces the same problems as before and a problem always has the same corruption.
 """
 
 from __future__ import annotations
@@ -61,6 +69,31 @@ def validate_difficulty(difficulty: Any) -> int:
             f"{', '.join(map(str, DIFFICULTIES))}"
         )
     return int(difficulty)
+
+
+def worked_solution(generated: gens.Generated, digest: str) -> dict[str, Any]:
+    """The ``solution_steps``, ``corrupted_steps`` and ``first_error_step`` metadata.
+
+    The corruption generator is seeded from ``digest`` (a hash of the problem's content), so it
+    is reproducible and leaves the problem stream's own generator untouched.
+
+    Raises:
+        AssertionError: if the worked solution does not reach the generator's answer.
+    """
+    calculation = generated.calculation
+    if calculation is None:
+        raise AssertionError(f"generator gave no worked solution for {generated.question!r}")
+    if calculation.answer != generated.answer:
+        raise AssertionError(
+            f"worked solution of {generated.question!r} ends at {calculation.answer}, "
+            f"not the answer {generated.answer}"
+        )
+    corrupted, first_error = calculation.corrupt(np.random.default_rng(int(digest[:16], 16)))
+    return {
+        "solution_steps": calculation.steps(),
+        "corrupted_steps": corrupted,
+        "first_error_step": first_error,
+    }
 
 
 class ProceduralSource:
@@ -130,12 +163,11 @@ class ProceduralSource:
             kind = gens.choice(rng, tuple(GENERATORS))
         generated = GENERATORS[kind](rng, self.difficulty)
         answer = format_fraction(generated.answer)
+        digest = hashlib.sha1(f"{kind}\x00{generated.question}\x00{answer}".encode()).hexdigest()
         if problem_id is None:
-            digest = hashlib.sha1(
-                f"{kind}\x00{generated.question}\x00{answer}".encode()
-            ).hexdigest()[:16]
-            problem_id = f"procedural/{self.kind}/d{self.difficulty}/h{digest}"
-        metadata = {"kind": kind, "difficulty": self.difficulty, **extra, **generated.metadata}
+            problem_id = f"procedural/{self.kind}/d{self.difficulty}/h{digest[:16]}"
+        metadata = {"kind": kind, "difficulty": self.difficulty, **extra, **generated.metadata,
+                    **worked_solution(generated, digest)}  # fmt: skip
         return Problem(
             id=problem_id,
             question=generated.question,
