@@ -1,4 +1,4 @@
-"""PAV: prover-progress reward (arXiv 2410.08146), see REWARDS.md section 3.
+"""PAV: prover-progress reward (arXiv 2410.08146), see docs/shapers.md "pav".
 
 The progress of step h under a prover mu (Best-of-K of a base policy) is
 ``A^mu_h = Q^mu(prefix through step h) - Q^mu(prefix before step h)``, where the prefix before

@@ -51,7 +51,7 @@ class Segmenter:
 
     Args:
         split: ``"\\n"``/``"newline"``, ``"\\n\\n"``/``"double_newline"``, or ``"fixed:N"`` for
-            N tokens per step (REWARDS.md uses 64/128/256).
+            N tokens per step (PRL uses 64/128/256).
 
     Raises:
         ValueError: if ``split`` is none of those.

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -23,3 +30,39 @@ def tiny_lm(tiny_tok):
     from reasonenv.testing import tiny_model
 
     return tiny_model(tiny_tok)
+
+
+@pytest.fixture(scope="session")
+def _example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/reasonenv-shaper-example pip-installed (once) into a --target folder."""
+    pytest.importorskip("setuptools")  # --no-build-isolation builds with this venv's setuptools
+    base = tmp_path_factory.mktemp("example")
+    src = base / "src"
+    shutil.copytree(ROOT / "examples" / "reasonenv-shaper-example", src,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = base / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+         "-q", "--disable-pip-version-check", "--target", str(target), str(src)],
+        check=True, capture_output=True,
+    )
+    return target
+
+
+@pytest.fixture
+def example_installed(_example_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The example plugin distribution installed with pip and importable (sys.path) for one test."""
+    monkeypatch.syspath_prepend(str(_example_site))
+    yield _example_site
+    for mod in [m for m in sys.modules if m.split(".")[0] == "reasonenv_shaper_example"]:
+        del sys.modules[mod]
+
+
+@pytest.fixture
+def real_reg(monkeypatch: pytest.MonkeyPatch):
+    """A fresh default shaper registry (plugins rediscovered) with the real built-in shapers."""
+    from reasonenv.shaping import registry as registry_mod
+
+    fresh = registry_mod.ShaperRegistry()
+    monkeypatch.setattr(registry_mod, "_default", fresh)
+    return fresh

@@ -294,7 +294,9 @@ def test_group_env_idle_members_and_autoreset():
     assert g.problem_id == first and len(g.step_rewards[1]) == 2
     obs, rew, te, tr, info = venv.step(["x", "y"])  # next-step autoreset: actions ignored
     assert not info["active"].any() and "group_end" not in info
-    assert venv.problems[0].id != first or True
+    assert info["_problem_id"].tolist() == [True, True]  # both members were reset ...
+    assert info["problem_id"][0] == venv.problems[0].id == info["problem_id"][1]  # ... on one problem
+    assert all(e.unwrapped.state.steps == [] for e in venv.envs)  # with fresh episodes
     assert obs[0] == obs[1] and not venv.done_mask.any()
 
 

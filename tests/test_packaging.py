@@ -16,8 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_import_does_not_import_torch():
     code = (
         "import sys, gymnasium as gym, reasonenv, reasonenv.agents, reasonenv.problems;"
+        "import reasonenv.tokenizers, reasonenv.evaluation, reasonenv.problems.solutions;"
+        "import reasonenv.shaping.advantages, reasonenv.shaping.service_factory;"
         "env = gym.make('reasonenv/MathSteps-v0'); env.reset(seed=0);"
-        "bad = [m for m in ('torch', 'transformers', 'datasets') if m in sys.modules];"
+        "bad = [m for m in ('torch', 'transformers', 'datasets', 'tokenizers') if m in sys.modules];"
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

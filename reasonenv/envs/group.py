@@ -169,7 +169,7 @@ class GroupVectorEnv(VectorEnv):
             env = self.envs[i].unwrapped
             rec = env.commit_step(p, o)
             active[i] = True
-            self._obs[i] = env._observation()
+            self._obs[i] = env.current_observation()
             rewards[i], terms[i], truncs[i] = rec.reward, rec.terminated, rec.truncated
             tj = self._traj[i]
             tj["rewards"].append(rec.reward)

@@ -178,7 +178,7 @@ class MathStepsEnv(gym.Env[str, Any]):
         self._episodes += 1
         self.pipeline.reset_slot(self.slot)
         info = {"problem_id": problem.id, "step_index": 0, "source": problem.source}
-        return self._observation(), info
+        return self.current_observation(), info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """Append one reasoning step; see the class docstring for the flags and reward.
@@ -189,7 +189,7 @@ class MathStepsEnv(gym.Env[str, Any]):
         self._last_episode = record.episode
         if self.render_mode == "human":
             print(self.render())
-        return self._observation(), record.reward, record.terminated, record.truncated, record.info
+        return self.current_observation(), record.reward, record.terminated, record.truncated, record.info
 
     @property
     def last_episode(self) -> Any:
@@ -392,7 +392,8 @@ class MathStepsEnv(gym.Env[str, Any]):
         return grade_batch(pairs, timeout=self.grader_timeout,
                            last_number_fallback=self.last_number_fallback)
 
-    def _observation(self) -> Any:
+    def current_observation(self) -> Any:
+        """The observation of the running episode (what ``reset``/``step`` return)."""
         st = self.state
         assert st is not None
         text = st.prompt + st.response

@@ -84,8 +84,9 @@ class ShaperInfo:
         source: ``"entry point <name> = <value>"``, ``"module reasonenv.plugins (built-in)"``
             when loaded without entry points, or ``"<in-process>"``.
         module: Module defining the class.
-        hook_points: Overridden hook points, subset of ``("step", "episode", "group")``.
-        enters: ``"reward"`` or ``"advantage"``.
+        hook_points: Overridden hook points, subset of ``("step", "token", "episode", "group")``.
+        enters: ``"reward"``, ``"advantage"`` or ``"report"`` when every hook agrees, else
+            ``"hook:value,..."`` (the class defaults; options such as PRL's mode may change it).
         services: Services it needs.
         config: ``{option: default}`` of its ``Config``.
         cls: The shaper class.
@@ -133,6 +134,17 @@ class _Entry:
     cls: type[Shaper]  # what lookups return (a thin renamed subclass when name != cls.name)
     given: type[Shaper]  # what was passed to register (identity decides "same registration")
     origin: _Origin
+
+
+def describe_enters(cls: type[Shaper]) -> str:
+    """One string for a class's declared contributions (see :attr:`ShaperInfo.enters`)."""
+    from reasonenv.shaping.base import _enters_of
+
+    per_hook = {h: _enters_of(cls.enters, h, cls.name) for h in cls.hook_points()}
+    values = set(per_hook.values())
+    if len(values) == 1:
+        return values.pop()
+    return ",".join(f"{h}:{v}" for h, v in per_hook.items())
 
 
 def _env_flag(name: str) -> bool:
@@ -262,7 +274,7 @@ class ShaperRegistry:
             out.append(ShaperInfo(
                 name=name, distribution=e.origin.distribution, version=e.origin.version,
                 source=e.origin.source, module=e.given.__module__, hook_points=e.cls.hook_points(),
-                enters=e.cls.enters, services=tuple(e.cls.services), config=e.cls.config_fields(), cls=e.cls,
+                enters=describe_enters(e.cls), services=tuple(e.cls.services), config=e.cls.config_fields(), cls=e.cls,
             ))
         return out
 

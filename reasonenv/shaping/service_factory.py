@@ -10,8 +10,8 @@ Spec keys (all optional):
   ``"step_tag"``: :class:`HFStepPRM`; ``"quantile"``: :meth:`QuantileHeadPRM.from_pretrained`).
 * ``"prover"``: a ``ProverService``; or a dict ``{"model": name, "temperature": 1.0,
   "top_p": 1.0, "max_new_tokens": 256, "batch_size": 8, "seed": 0, "cache_size": 100000}`` for
-  ``MCProver(HFSampler(...))``. ``"K"`` and ``"m"`` are accepted and kept as the prover's
-  ``default_K`` / ``default_m`` attributes (the PAV shaper's own K and m are what it passes).
+  ``MCProver(HFSampler(...))``. Best-of-K's ``K`` and the ``m`` continuations per prefix are
+  options of the ``pav`` shaper (it passes them on every call), not of the prover.
 * ``"grader"``: a ``grade_batch``-like callable (default :func:`reasonenv.grading.grade_batch`).
 
 Importing this module does not import torch; model-backed services import it when built.
@@ -37,7 +37,7 @@ from reasonenv.shaping.prover import MCProver
 
 VALID_KEYS = ("grader", "prm", "prover", "ref_model")
 _PROVER_SAMPLER_KEYS = ("temperature", "top_p", "max_new_tokens", "batch_size", "dtype")
-_PROVER_KEYS = ("model", "K", "m", "seed", "cache_size", "max_prefix_chars", "last_number_fallback",
+_PROVER_KEYS = ("model", "seed", "cache_size", "max_prefix_chars", "last_number_fallback",
                 *_PROVER_SAMPLER_KEYS)
 
 
@@ -92,6 +92,11 @@ def _prover(value: Any) -> ProverService:
     if isinstance(value, Mapping):
         kw = dict(value)
         unknown = sorted(set(kw) - set(_PROVER_KEYS))
+        if {"K", "m"} & set(unknown):
+            raise ValueError(
+                f"services['prover'] got {sorted({'K', 'm'} & set(unknown))}: K and m are options of "
+                "the pav shaper (shapers=[{'name': 'pav', 'K': 4, 'm': 20}]), not of the prover"
+            )
         if unknown:
             raise ValueError(f"unknown services['prover'] key(s) {unknown}; valid: {sorted(_PROVER_KEYS)}")
         if not isinstance(kw.get("model"), str):
@@ -109,7 +114,6 @@ def _prover(value: Any) -> ProverService:
         prover = MCProver(sampler, grader, seed=kw.get("seed", 0),
                           cache_size=kw.get("cache_size", 100_000),
                           max_prefix_chars=kw.get("max_prefix_chars"))
-        prover.default_K, prover.default_m = kw.get("K"), kw.get("m")  # type: ignore[attr-defined]
         return prover
     if isinstance(value, ProverService):
         return value

@@ -4,6 +4,7 @@ resume is exact, configs fail loudly, and 2 processes equal 1 on the same global
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,14 +131,38 @@ def test_config_file_errors(tmp_path):
         load_config(bad)
 
 
-@pytest.mark.parametrize("name", ["grpo", "prl", "progrs", "pav", "demo"])
-def test_shipped_configs_load(name):
-    from pathlib import Path
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
 
-    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml")
-    assert cfg.model.name == "smollm2-135m-instruct"
-    if name != "grpo":
-        assert cfg.shaping.shapers[0]["name"] == ("prl" if name == "demo" else name)
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_configs_load_and_their_shapers_build(path):
+    """Every shipped config loads, its shaper options are valid, and the advantage estimator it
+    ends up with is what its PRL mode needs (prm presets: raw, no normalisation)."""
+    from types import SimpleNamespace
+
+    from reasonenv.agents.samples import resolve_advantage_config
+    from reasonenv.shaping import make_shaper
+
+    cfg = load_config(path)
+    slots = []
+    for spec in cfg.shaping.shapers:
+        shaper, _ = make_shaper(spec)  # no services: options only
+        slots.append(SimpleNamespace(name=shaper.name, shaper=shaper))
+    est = resolve_advantage_config(cfg.algo.advantage, SimpleNamespace(slots=slots)).estimator
+    prl = [s.shaper for s in slots if s.name == "prl"]
+    assert est == ("raw" if prl and prl[0].config.mode == "prm" else "grpo")
+    if path.parent.name == "configs":
+        assert cfg.model.name == "smollm2-135m-instruct"
+
+
+def test_prl_presets_match_the_released_scripts():
+    root = Path(__file__).resolve().parents[2] / "configs"
+    orm = load_config(root / "gpu" / "prl_qwen2.5-math-1.5b.yaml")
+    prm = load_config(root / "gpu" / "prl_prm_qwen2.5-math-7b.yaml")
+    assert orm.shaping.shapers[0] == {"name": "prl", "eta": 200, "mode": "orm", "split": "fixed:256"}
+    assert prm.shaping.shapers[0]["mode"] == "prm" and prm.shaping.shapers[0]["eta"] == 100
+    for cfg in (orm, prm):
+        assert cfg.rollout.group_size == 5 and cfg.optim.lr == 1e-6
 
 
 def test_cli_train_print_config_and_errors(capsys):

@@ -7,7 +7,6 @@ import contextlib
 import io
 import json
 import math
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -262,7 +261,8 @@ def test_make_shaper_builds_with_checked_options_and_weight(reg):
     assert spec == {"name": "t_alpha", "weight": 2, "coef": 1, "mode": "max"}  # not mutated
     assert isinstance(shaper, Alpha) and weight == 2.0 and isinstance(weight, float)
     assert shaper.config.coef == 1.0 and isinstance(shaper.config.coef, float) and shaper.config.mode == "max"
-    assert make_shaper("t_alpha")[0].config == Alpha.Config()
+    default = make_shaper("t_alpha")[0].config  # a bare name: every option at its declared default
+    assert (default.coef, default.mode, default.k, default.enabled) == (0.5, "sum", 3, True)
     inst = Alpha()
     assert make_shaper(inst) == (inst, 1.0)
     for key, value in (("coef", "0.5"), ("coef", True), ("k", 2.5), ("mode", 3), ("enabled", 1)):
@@ -479,24 +479,6 @@ def test_cli_lists_registered_shapers(reg, make_dist):
 
 
 # -- the example distribution, pip-installed ----------------------------------------------------
-@pytest.fixture
-def example_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """pip-install examples/reasonenv-shaper-example into a --target dir put on sys.path."""
-    pytest.importorskip("setuptools")  # --no-build-isolation builds with this venv's setuptools
-    src = tmp_path / "src"
-    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "-q", "--disable-pip-version-check", "--target", str(target), str(src)],
-        check=True, capture_output=True,
-    )
-    monkeypatch.syspath_prepend(str(target))
-    yield target
-    for mod in [m for m in sys.modules if m.split(".")[0] == "reasonenv_shaper_example"]:
-        del sys.modules[mod]
-
-
 def test_example_plugin_installed_with_pip_is_discovered_and_usable(reg, example_installed):
     with _no_plugin_warnings():
         info = {i.name: i for i in list_shapers()}["length_penalty"]
@@ -542,17 +524,9 @@ def test_docs_embed_the_example_distribution_verbatim():
 
     doc = (ROOT / "docs" / "plugins.md").read_text()
     blocks = re.findall(r"<!-- file: (\S+) -->\n```\w*\n(.*?)```\n", doc, flags=re.S)
-    assert {Path(p).name for p, _ in blocks} == {"pyproject.toml", "shaper.py", "__init__.py"}
+    assert {Path(p).name for p, _ in blocks} == {"pyproject.toml", "shaper.py", "token_kl.py", "__init__.py"}
     for path, text in blocks:
         assert (ROOT / path).read_text() == text, f"docs/plugins.md is out of date for {path}"
-
-
-@pytest.fixture
-def real_reg(monkeypatch: pytest.MonkeyPatch) -> registry_mod.ShaperRegistry:
-    """A fresh default registry with the real built-in shapers."""
-    fresh = registry_mod.ShaperRegistry()
-    monkeypatch.setattr(registry_mod, "_default", fresh)
-    return fresh
 
 
 def test_example_plugin_selected_by_name_in_the_env(real_reg, example_installed):

@@ -288,12 +288,14 @@ def test_build_services_model_paths(tiny_tok, tiny_lm, tmp_path):
     svc = build_services({
         "ref_model": str(path),
         "prm": {"model": str(path), "kind": "step_tag"},
-        "prover": {"model": str(path), "m": 4, "K": 2, "max_new_tokens": 3, "temperature": 1.0},
+        "prover": {"model": str(path), "max_new_tokens": 3, "temperature": 1.0},
         "grader": grader,
     })
     assert isinstance(svc.ref_logprobs, HFRefScorer) and isinstance(svc.prm, HFStepPRM)
     assert isinstance(svc.prover, MCProver) and isinstance(svc.prover.sampler, HFSampler)
-    assert svc.prover.grader is grader and svc.prover.default_m == 4
+    assert svc.prover.grader is grader
+    with pytest.raises(ValueError, match=r"\['K', 'm'\]: K and m are options of the pav shaper"):
+        build_services({"prover": {"model": str(path), "m": 4, "K": 2}})
     assert svc.prover.sampler.max_new_tokens == 3
     p = Problem(id="b/0", question=QUESTION, answer="7", source="t")
     q = svc.prover.q_values([ProverRequest(p, QUESTION, "First")], K=2, m=4)
