@@ -1,9 +1,10 @@
-"""The ``reasonenv`` command line: ``train``, ``grade``, ``demo``, ``shapers``, ``envs``."""
+"""The ``reasonenv`` command line: ``train``, ``eval``, ``compare``, ``grade``, ``demo``, ``shapers``, ``envs``."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from typing import Any
 
@@ -12,6 +13,7 @@ from typing import Any
 AGENT_COMMANDS = {
     "demo": "reasonenv.agents.demo:run_demo_command",
     "train": "reasonenv.agents.train_cli:run_train_command",
+    "eval": "reasonenv.agents.eval_cli:run_eval_command",
 }
 
 
@@ -44,12 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config value, e.g. --set optim.lr=1e-5 (repeatable)")
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
+    from reasonenv.evaluation.cli import add_eval_arguments
+    from reasonenv.evaluation.compare import add_compare_arguments
+
+    add_eval_arguments(sub.add_parser("eval", help="evaluate a policy on benchmarks through the env"))
+    add_compare_arguments(sub.add_parser("compare", help="two eval runs side by side, paired differences"))
     sub.add_parser("envs", help="list the registered environment ids")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``reasonenv`` command."""
+    if argv is None and hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `reasonenv ... | head` exits quietly
     args = build_parser().parse_args(argv)
     if args.command == "grade":
         from reasonenv.grading.cli import run_grade
@@ -57,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_grade(args)
     if args.command in AGENT_COMMANDS:
         return int(_agent_command(args.command)(args))
+    if args.command == "compare":
+        from reasonenv.evaluation.compare import run_compare
+
+        return run_compare(args)
     if args.command == "shapers":
         from reasonenv.shaping.cli import run_shapers
 
