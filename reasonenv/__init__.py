@@ -32,6 +32,13 @@ __version__ = "0.1.0"
 register_envs()
 
 
+def evaluate(policy: Any, env_or_id: Any = "reasonenv/MathSteps-v0", **kwargs: Any) -> Any:
+    """Evaluate ``policy`` through the env; see :func:`reasonenv.evaluation.evaluate.evaluate`."""
+    from reasonenv.evaluation.evaluate import evaluate as _evaluate
+
+    return _evaluate(policy, env_or_id, **kwargs)
+
+
 def grade(response: str, reference: str, **kwargs: Any) -> Any:
     """Grade ``response`` against ``reference``; see :func:`reasonenv.grading.grade`."""
     from reasonenv.grading import grade as _grade
@@ -49,6 +56,7 @@ __all__ = [
     "PromptTemplate",
     "Segmenter",
     "__version__",
+    "evaluate",
     "grade",
     "make_group_env",
 ]
