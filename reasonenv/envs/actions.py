@@ -27,6 +27,36 @@ class StepAction:
     eos: bool = False
 
 
+def _check_text(text: str, field: str) -> None:
+    """Reject lone surrogates (not text: no tokenizer or file can hold them)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{field} holds a lone surrogate {text[e.start]!r} at index {e.start}; steps must be valid text"
+        ) from None
+
+
+def check_token_text(tokenizer: Any, previous_ids: Sequence[int], token_ids: Sequence[int], text: str) -> None:
+    """Raise ``ValueError`` when ``token_ids`` (following ``previous_ids``) do not decode to
+    ``text``; a step that ends or starts inside a multi-byte character is not judged.
+
+    Decoding uses a short window of the previous ids, as :class:`~reasonenv.segmentation.
+    IncrementalDecoder` does, so tokenizers that merge leading spaces are handled.
+    """
+    from reasonenv.segmentation import IncrementalDecoder
+
+    d = IncrementalDecoder(tokenizer).extend(list(previous_ids)[-6:])
+    base = len(d.text)
+    d.extend(token_ids)
+    derived = d.text[base:]
+    if derived != text and "\ufffd" not in derived and "\ufffd" not in text:
+        raise ValueError(
+            f"action['token_ids'] decode to {derived[:60]!r}, not action['text'] {text[:60]!r}; "
+            "pass the ids the policy sampled for this text"
+        )
+
+
 def parse_action(action: Any) -> StepAction:
     """Validate a raw action and return a :class:`StepAction`.
 
@@ -35,6 +65,7 @@ def parse_action(action: Any) -> StepAction:
         ValueError: unknown keys, or ``logprobs`` without or not matching ``token_ids``.
     """
     if isinstance(action, str):
+        _check_text(action, "action")
         return StepAction(text=action)
     if not isinstance(action, Mapping):
         raise TypeError(
@@ -48,6 +79,7 @@ def parse_action(action: Any) -> StepAction:
     text = action["text"]
     if not isinstance(text, str):
         raise TypeError(f"action['text'] must be a str, got {type(text).__name__}")
+    _check_text(text, "action['text']")
     token_ids = action.get("token_ids")
     if token_ids is not None:
         if isinstance(token_ids, (str, bytes)) or not isinstance(token_ids, Sequence) and not hasattr(
@@ -55,9 +87,13 @@ def parse_action(action: Any) -> StepAction:
         ):
             raise TypeError(f"action['token_ids'] must be a sequence of ints, got {type(token_ids).__name__}")
         seq = token_ids.tolist() if hasattr(token_ids, "tolist") else list(token_ids)
-        if not all(isinstance(t, int) and t >= 0 for t in seq):
-            bad = next(t for t in seq if not (isinstance(t, int) and t >= 0))
-            raise TypeError(f"action['token_ids'] must hold non-negative ints, found {bad!r}")
+        ok = [isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in seq]
+        if not all(ok):
+            bad = seq[ok.index(False)]
+            raise TypeError(
+                f"action['token_ids'] must hold non-negative ints, found {bad!r} "
+                f"({type(bad).__name__}) at index {ok.index(False)}"
+            )
         token_ids = tuple(seq)
     logprobs = action.get("logprobs")
     if logprobs is not None:
@@ -68,6 +104,11 @@ def parse_action(action: Any) -> StepAction:
             raise ValueError(
                 f"action['logprobs'] has {len(seq)} entries but action['token_ids'] has {len(token_ids)}"
             )
+        for i, x in enumerate(seq):
+            if isinstance(x, (bool, str, bytes)) or not isinstance(x, (int, float)):
+                raise TypeError(
+                    f"action['logprobs'] must hold numbers, found {x!r} ({type(x).__name__}) at index {i}"
+                )
         vals = tuple(float(x) for x in seq)
         if any(math.isnan(v) or v > 1e-6 for v in vals):
             bad = next(v for v in vals if math.isnan(v) or v > 1e-6)

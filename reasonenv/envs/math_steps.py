@@ -9,7 +9,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from reasonenv.envs.actions import StepAction, parse_action
+from reasonenv.envs.actions import StepAction, check_token_text, parse_action
 from reasonenv.envs.prompts import PromptTemplate
 from reasonenv.envs.spaces import UnicodeText
 from reasonenv.envs.stepping import (
@@ -272,7 +272,11 @@ class MathStepsEnv(gym.Env[str, Any]):
             raise gym.error.ResetNeeded("call reset() before step()")
         if self.state.done:
             raise gym.error.ResetNeeded("episode is over: call reset() before step()")
-        return self._pending(parse_action(action), self.state)
+        act = parse_action(action)
+        if act.token_ids is not None and self.tokenizer is not None:
+            prev = [t for ids in self.state.step_ids for t in (ids or ())] or list(self.state.prompt_ids or ())
+            check_token_text(self.tokenizer, prev, act.token_ids, act.text)
+        return self._pending(act, self.state)
 
     def commit_step(self, pending: PendingStep, outcome: StepOutcome) -> StepRecord:
         """Apply a graded, shaped step to the episode and return what ``step`` returns."""
@@ -328,6 +332,15 @@ class MathStepsEnv(gym.Env[str, Any]):
             idx = options["problem_index"]
             if not hasattr(self.source, "__getitem__"):
                 raise ValueError(f"source {self.source.name!r} is not indexable (problem_index={idx!r})")
+            if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)):
+                raise TypeError(f"options['problem_index'] must be an int, got {idx!r}")
+            size = len(self.source) if hasattr(self.source, "__len__") else None
+            if idx < 0 or (size is not None and idx >= size):
+                where = f"0..{size - 1}" if size is not None else ">= 0"
+                raise ValueError(
+                    f"options['problem_index']={idx} is out of range: source {self.source.name!r} "
+                    f"has {size if size is not None else 'unbounded'} problems (valid: {where})"
+                )
             return self.source[int(idx)]
         return self.source.sample(self.np_random)
 

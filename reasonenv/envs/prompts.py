@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,34 @@ class PromptTemplate:
     system: str | None = None
 
     def __post_init__(self) -> None:
-        if "{question}" not in self.template:
+        if not isinstance(self.template, str):
+            raise TypeError(f"prompt template must be a str, got {type(self.template).__name__}")
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
+        except ValueError as e:
+            raise ValueError(
+                f"prompt template={self.template!r} does not format (ValueError: {e}); "
+                "write literal braces doubled, e.g. \\boxed{{}} for \\boxed{}"
+            ) from None
+        if any(f == "" or f.isdigit() for f in fields):
+            raise ValueError(
+                f"prompt template={self.template!r} does not format: it has a positional field "
+                "'{}'; write literal braces doubled, e.g. \\boxed{{}} for \\boxed{}"
+            )
+        other = sorted(set(fields) - {"question"})
+        if other:
+            raise ValueError(
+                f"prompt template={self.template!r} has unknown field(s) {other}; the only field "
+                "is {question} (write literal braces doubled: {{ and }})"
+            )
+        try:
+            self.template.format(question="")
+        except (ValueError, IndexError, KeyError) as e:
+            raise ValueError(
+                f"prompt template={self.template!r} does not format ({type(e).__name__}: {e}); "
+                "write literal braces doubled, e.g. \\boxed{{}} for \\boxed{}"
+            ) from None
+        if "question" not in fields:
             raise ValueError(
                 f"prompt template must contain '{{question}}', got template={self.template!r}"
             )
