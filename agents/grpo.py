@@ -135,18 +135,28 @@ def policy_loss(
     return loss, stats
 
 
-def token_logprobs(model: Any, input_ids: Any, attention_mask: Any, temperature: float = 1.0):
-    """log-prob of each next token under ``softmax(logits / temperature)`` and the entropy.
+def token_logprobs(model: Any, input_ids: Any, attention_mask: Any, temperature: float = 1.0,
+                   *, with_entropy: bool = True):
+    """log-prob of each next token under ``softmax(logits / temperature)``, and the entropy.
+
+    Memory: the log-prob is ``logit[token] - logsumexp(logits)``, so autograd keeps no second
+    (N, T, V) tensor (a full ``log_softmax`` would); the entropy, for logging only, is computed
+    without a graph.
 
     Returns:
-        ``(logp, entropy)``, both (N, T-1): position ``t`` scores ``input_ids[:, t+1]``.
+        ``(logp, entropy)``, both (N, T-1): position ``t`` scores ``input_ids[:, t+1]``
+        (``entropy`` is None with ``with_entropy=False``).
     """
     import torch
 
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
     if temperature != 1.0:
         logits = logits / temperature
-    logp_all = torch.log_softmax(logits, dim=-1)  # (N, T-1, V)
-    logp = logp_all.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    target = input_ids[:, 1:, None]
+    logp = logits.gather(-1, target).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # (N, T-1)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            lp = torch.log_softmax(logits.detach(), dim=-1)  # (N, T-1, V), freed after this block
+            entropy = -(lp.exp() * lp).sum(-1)
     return logp, entropy

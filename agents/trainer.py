@@ -227,7 +227,7 @@ class Trainer:
             for chunk in _chunks(list(range(len(samples))), self.cfg.algo.micro_batch):
                 t = collate([samples[i] for i in chunk])
                 logp, _ = token_logprobs(model, t["input_ids"], t["attention_mask"],
-                                         self.cfg.rollout.temperature)
+                                         self.cfg.rollout.temperature, with_entropy=False)
                 for row in range(len(chunk)):
                     m = t["mask"][row].bool()
                     out.append(logp[row][m].double().numpy())
@@ -253,9 +253,12 @@ class Trainer:
         use_ref = self.ref is not None or any(s.ref_logprobs is not None for s in batch)
         stats = {"loss": 0.0, "clip_tokens": 0.0, "clip_low_tokens": 0.0, "clip_high_tokens": 0.0,
                  "kl_sum": 0.0, "entropy_sum": 0.0, "grad_norm": 0.0}
+        # Micro-batches of similar lengths pad less; the loss is a sum over the batch with one
+        # denominator, so the order does not change it.
+        order = sorted(range(len(batch)), key=lambda i: len(batch[i].prompt_ids) + len(batch[i].response_ids))
         for epoch in range(cfg.inner_epochs):
             last = epoch == cfg.inner_epochs - 1
-            chunks = _chunks(list(range(len(batch))), cfg.micro_batch)
+            chunks = _chunks(order, cfg.micro_batch)
             for c, chunk in enumerate(chunks):
                 t = collate([batch[i] for i in chunk])
                 sync = self.ddp is None or c == len(chunks) - 1

@@ -142,3 +142,22 @@ def test_unknown_aggregation_is_named():
         policy_loss(z, z, z, z, agg="mean")
     with pytest.raises(ValueError, match="dr_grpo' needs max_tokens"):
         loss_denominator("dr_grpo", 3, 1)
+
+
+def test_token_logprobs_equal_the_log_softmax_of_the_tempered_logits():
+    from reasonenv.agents.grpo import token_logprobs
+    from reasonenv.testing import tiny_model, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    model = tiny_model(tok)
+    ids = torch.tensor([tok.encode("What is 2 + 2? 4.", add_special_tokens=False)])
+    attn = torch.ones_like(ids)
+    for temp in (1.0, 0.7):
+        logp, ent = token_logprobs(model, ids, attn, temp)
+        with torch.no_grad():
+            full = torch.log_softmax(model(input_ids=ids).logits[:, :-1].float() / temp, -1)
+        want = full.gather(-1, ids[:, 1:, None]).squeeze(-1)
+        torch.testing.assert_close(logp.detach(), want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ent, -(full.exp() * full).sum(-1), rtol=1e-5, atol=1e-5)
+    logp.sum().backward()  # differentiable
+    assert any(p.grad is not None for p in model.parameters())
