@@ -24,7 +24,6 @@ per step.
 
 from __future__ import annotations
 
-import copy
 import re
 
 # \boxed{ / \fbox{, or the start of one cut off by the end of the text: the whole word and
@@ -49,10 +48,27 @@ _NONSPACE = re.compile(r"\S")
 _SEEK, _WAIT, _TAIL = 0, 1, 2  # marker modes: find a start / start cut off at the end / finish it
 
 
-class _Box:
+class _Marker:
+    """One kind of marker: a mode, a position to resume from and at most one more field."""
+
+    __slots__ = ("mode", "pos")
+
+    def clone(self) -> _Marker:
+        new = object.__new__(type(self))
+        new.mode, new.pos = self.mode, self.pos
+        for name in type(self).__slots__:  # the subclass's own field
+            setattr(new, name, getattr(self, name))
+        return new
+
+    def scan(self, text: str) -> int | None:
+        """Read ``text`` from where the last call stopped; the marker's end once complete."""
+        raise NotImplementedError
+
+
+class _Box(_Marker):
     """``\\boxed{`` / ``\\fbox{``: complete one past the brace that closes the first box."""
 
-    __slots__ = ("mode", "pos", "depth")
+    __slots__ = ("depth",)
 
     def __init__(self) -> None:
         self.mode, self.pos, self.depth = _SEEK, 0, 0  # _WAIT: whitespace after the word
@@ -97,10 +113,10 @@ class _Box:
         return None
 
 
-class _BoxSpace:
+class _BoxSpace(_Marker):
     """``\\boxed 5``: complete at the whitespace or ``$`` that ends the token."""
 
-    __slots__ = ("mode", "pos")
+    __slots__ = ()
 
     def __init__(self) -> None:
         self.mode, self.pos = _SEEK, 0  # _WAIT: spaces after "\boxed"; _TAIL: in the token
@@ -134,10 +150,10 @@ class _BoxSpace:
             return None
 
 
-class _Phrase:
+class _Phrase(_Marker):
     """``The (final) answer is X``: complete one past the newline that ends the line."""
 
-    __slots__ = ("mode", "pos", "seen")
+    __slots__ = ("seen",)
 
     def __init__(self) -> None:
         self.mode, self.pos, self.seen = _SEEK, 0, False  # _TAIL: in the line; seen: non-space
@@ -166,10 +182,10 @@ class _Phrase:
             self.mode, self.pos = _SEEK, nl + 1  # a blank rest of line: no answer on this line
 
 
-class _Hashes:
+class _Hashes(_Marker):
     """GSM8K ``#### n``: complete one past the newline that ends the line."""
 
-    __slots__ = ("mode", "pos", "start")
+    __slots__ = ("start",)
 
     def __init__(self) -> None:
         self.mode, self.pos, self.start = _SEEK, 0, 0  # _WAIT: blanks after "####"; _TAIL: line
@@ -242,7 +258,7 @@ class FinalAnswerScan:
         if self.end is not None:
             return self
         nxt = FinalAnswerScan.__new__(FinalAnswerScan)
-        nxt._markers = tuple(copy.copy(m) for m in self._markers)  # type: ignore[assignment]
+        nxt._markers = tuple(m.clone() for m in self._markers)  # type: ignore[assignment]
         ends = [e for m in nxt._markers if (e := m.scan(text)) is not None]
         nxt.end = min(ends) if ends else None
         nxt._read = len(text)
