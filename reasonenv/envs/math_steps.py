@@ -14,7 +14,7 @@ from reasonenv.envs.actions import StepAction, parse_action
 from reasonenv.envs.prompts import PromptTemplate
 from reasonenv.envs.spaces import UnicodeText
 from reasonenv.envs.stepping import EpisodeState, Pending, StepRecord, step_batch
-from reasonenv.envs.termination import final_answer_end, has_final_answer
+from reasonenv.envs.termination import final_answer_end
 from reasonenv.problems.base import Problem
 from reasonenv.segmentation import Segmenter, token_char_ends
 
@@ -333,8 +333,9 @@ class MathStepsEnv(gym.Env[str, Any]):
         st.step_lps.append(action.logprobs)
         st.response += action.text
         st.n_tokens += n_step
-        if final_at == "scan" or cut:
-            final = has_final_answer(st.response)
+        if final_at == "scan" or cut:  # only the new text is read (FinalAnswerScan)
+            st.final_scan = st.final_scan.advance(st.response)
+            final = st.final_scan.end is not None
         else:
             final = final_at is not None and final_at <= len(st.response)
         terminated = self._is_eos(action) or final

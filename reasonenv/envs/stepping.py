@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from reasonenv.envs.actions import StepAction
+from reasonenv.envs.termination import FinalAnswerScan
 from reasonenv.problems.base import Problem
 from reasonenv.shaping.base import EpisodeRecord, StepContext
 
@@ -37,6 +38,7 @@ class EpisodeState:
     response: str = ""
     n_tokens: int = 0
     done: bool = False
+    final_scan: FinalAnswerScan = field(default_factory=FinalAnswerScan)  # of ``response``
 
 
 @dataclass
