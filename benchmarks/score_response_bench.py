@@ -1,8 +1,8 @@
 """``MathStepsEnv.score_response`` time versus response length, for a few text shapes.
 
 Each implementation runs in its own worker process: this checkout's ``reasonenv`` and, with
-``--before-src``, an older one (a directory holding its ``reasonenv`` package, e.g. an export
-of main before the linear-time change). Calls alternate between the two workers (A B A B), so
+``--before-ref REF``, the ``reasonenv`` package (with its plugins) of an older commit, exported
+with ``git archive`` into a temporary directory (``--before-src DIR`` takes such a directory). Calls alternate between the two workers (A B A B), so
 a slow spell of the shared machine hits both. A call that takes longer than ``--budget``
 seconds is stopped and the larger sizes of that shape are skipped for that side. The env has
 its default limits (16 steps, 512 tokens, 8192 characters per step) and grades with the
@@ -10,8 +10,7 @@ default grader. Writes the table and the command under "## score_response time v
 docs/benchmarks.md.
 
 Usage:
-    git archive 55f5fdc reasonenv | tar -x -C /tmp/before   # the code before, for comparison
-    python benchmarks/score_response_bench.py --before-src /tmp/before --before-label "main 55f5fdc"
+    .venv/bin/python benchmarks/score_response_bench.py --before-ref 55f5fdc
 """
 
 from __future__ import annotations
@@ -22,9 +21,11 @@ import os
 import platform
 import selectors
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,7 +61,10 @@ def worker() -> None:
     problem = Problem(id="bench/0", question="What is 2 + 3?", answer="5", source="bench")
     env = gym.make("reasonenv/MathSteps-v0").unwrapped
     env.score_response(make_text("short steps", 1000), problem=problem)  # warm-up (grader, imports)
-    print(json.dumps({"ready": reasonenv.__file__}), flush=True)
+    import reasonenv.plugins
+
+    where = str(Path(reasonenv.__file__).parent), str(Path(reasonenv.plugins.__file__).parent)
+    print(json.dumps({"ready": " + ".join(where)}), flush=True)
     for line in sys.stdin:
         req = json.loads(line)
         text = make_text(req["shape"], req["n"])
@@ -131,8 +135,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000,1000000", help="response lengths (chars)")
     ap.add_argument("--repeats", type=int, default=5, help="calls per size and side")
     ap.add_argument("--budget", type=float, default=120.0, help="seconds before a call is stopped")
-    ap.add_argument("--before-src", type=Path, help="directory with the older reasonenv package")
-    ap.add_argument("--before-label", default="before", help="name of the older code in the table")
+    ap.add_argument("--before-ref", help="git commit whose reasonenv to run side by side")
+    ap.add_argument("--before-src", type=Path, help="directory with an older reasonenv package")
+    ap.add_argument("--before-label", help="name of the older code in the table")
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated text shapes")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -145,8 +150,19 @@ def main() -> None:
     commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
                             capture_output=True, text=True).stdout.strip() or "unknown"
     sides = {f"after ({commit})": Worker(REPO, args.budget)}
-    if args.before_src is not None:
-        sides[args.before_label] = Worker(args.before_src.resolve(), args.budget)
+    before_src = args.before_src
+    if args.before_ref is not None:
+        before_src = Path(tempfile.mkdtemp(prefix="reasonenv-before-"))
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", args.before_ref, "reasonenv", "plugins", "agents"],
+            capture_output=True, check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(before_src)], input=archive, check=True)
+        for sub in ("plugins", "agents"):  # installed as reasonenv.plugins / reasonenv.agents
+            (before_src / sub).rename(before_src / "reasonenv" / sub)
+    if before_src is not None:
+        label = args.before_label or f"before ({args.before_ref or before_src})"
+        sides[label] = Worker(before_src.resolve(), args.budget)
     load_start = os.getloadavg()[0]
     results: dict[tuple[str, str, int], tuple[list[float], bool]] = {}
     try:
@@ -170,9 +186,11 @@ def main() -> None:
                     print(f"{shape:28s} {n:>9,} {side:>14s}: {summary(times, out, args.budget)}",
                           flush=True)
     finally:
-        wheres = {side: w.where for side, w in sides.items()}
-        for w in sides.values():
+        for side, w in sides.items():
+            print(f"{side} ran {w.where}")
             w.close()
+        if args.before_ref is not None and before_src is not None:
+            shutil.rmtree(before_src)
     load_end = os.getloadavg()[0]
 
     names = list(sides)
@@ -193,7 +211,7 @@ def main() -> None:
                 else:
                     row += " | "
             lines.append(row + " |")
-    cmd = "python benchmarks/score_response_bench.py " + " ".join(
+    cmd = ".venv/bin/python benchmarks/score_response_bench.py " + " ".join(
         shlex.quote(a) for a in sys.argv[1:]
     )
     body = "\n".join([
@@ -207,8 +225,6 @@ def main() -> None:
         f"(load average {load_start:.1f} at the start, {load_end:.1f} at the end).",
         "",
         *lines,
-        "",
-        "Code measured: " + "; ".join(f"{s} = `{wheres[s]}`" for s in names) + ".",
         "",
         f"Reproduce: `{cmd}`",
     ])
