@@ -33,6 +33,18 @@ HEADING = "## score_response time vs length"
 REPO = Path(__file__).resolve().parents[1]
 
 
+SHAPE_NOTES = {
+    "one paragraph": "no newline at all: one step, cut at max_step_chars",
+    "single newlines only": "50-character lines and no blank line: one step for the default "
+                            "split",
+    "short steps": "18-character steps, each ending in a blank line",
+    "unclosed box": "a first `\\boxed{` that never closes, with braces and escaped braces "
+                    "inside",
+    "answer phrase without newline": "`the answer is x ` repeated, no newline (the answer "
+                                     "line never ends)",
+}
+
+
 def make_text(shape: str, n: int) -> str:
     """A response of exactly ``n`` characters of the given shape."""
     unit = {
@@ -223,6 +235,8 @@ def main() -> None:
         f"alternating between the sides; a call stopped after {args.budget:.0f} s ends its "
         f"shape's larger sizes. {platform.machine()}, {os.cpu_count()} cores, shared machine "
         f"(load average {load_start:.1f} at the start, {load_end:.1f} at the end).",
+        "",
+        "Shapes: " + "; ".join(f"*{k}*: {SHAPE_NOTES[k]}" for k in shapes) + ".",
         "",
         *lines,
         "",
