@@ -184,3 +184,24 @@ def test_token_char_ends_and_segment_time_is_linear(tiny_tok, shape):
 
     ratio = growth_ratio(lambda: run(small), lambda: run(big), repeats=3)
     assert ratio < 8, f"{shape}: 4x the tokens took {ratio:.1f}x the time"
+
+
+def test_ends_step_at_time_is_linear():
+    """One long step checked after every 50 characters: each check reads the new ones only.
+
+    The prefixes are built before timing (allocating them is the caller's cost).
+    """
+    seg, make = Segmenter("\n\n"), LONG_SHAPES["no delimiter"]
+
+    def prefixes(text: str) -> list[str]:
+        return [text[:q] for q in range(50, len(text) + 50, 50)]
+
+    def run(texts: list[str]) -> None:
+        checked = 0
+        for k, text in enumerate(texts):
+            assert not seg.ends_step_at(text, 0, checked, k + 1)
+            checked = len(text)
+
+    small, big = prefixes(make(20_000)), prefixes(make(80_000))
+    ratio = growth_ratio(lambda: run(small), lambda: run(big))
+    assert ratio < 8, f"4x the step took {ratio:.1f}x the time"

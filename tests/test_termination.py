@@ -100,6 +100,7 @@ def test_advance_is_a_value_and_refuses_a_shorter_text():
 PATHOLOGICAL = {
     "phrase repeated, no newline": lambda n: ("the answer is x " * n)[:n],
     "one long answer line": lambda n: "The answer is " + "x" * n,
+    "answer line still blank": lambda n: "The answer is" + " \t" * (n // 2),
     "a run of hashes": lambda n: "#" * n,
     "open box with braces": lambda n: "\\boxed{" + ("{a}" * n)[:n],
     "open box with escapes": lambda n: "\\boxed{" + ("\\{" * n)[:n],
