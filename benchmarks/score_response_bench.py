@@ -80,10 +80,10 @@ def worker() -> None:
     for line in sys.stdin:
         req = json.loads(line)
         text = make_text(req["shape"], req["n"])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         records = env.score_response(text, problem=problem)
-        dt = time.perf_counter() - t0
-        print(json.dumps({"seconds": dt, "steps": len(records)}), flush=True)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(json.dumps({"wall": wall, "cpu": cpu, "steps": len(records)}), flush=True)
 
 
 class Worker:
@@ -114,15 +114,17 @@ class Worker:
             raise RuntimeError(f"worker on {self.src} exited")
         return line
 
-    def time(self, shape: str, n: int) -> float | None:
-        """Seconds for one call, or None when it ran past the budget (the worker is stopped)."""
+    def time(self, shape: str, n: int) -> tuple[float, float] | None:
+        """(CPU, wall-clock) seconds of one call, or None when it ran past the budget (wall
+        clock; the worker is then stopped)."""
         if self.proc is None:
             self._start()
         assert self.proc is not None and self.proc.stdin is not None
         self.proc.stdin.write(json.dumps({"shape": shape, "n": n}) + "\n")
         self.proc.stdin.flush()
         try:
-            return float(json.loads(self._read(self.budget))["seconds"])
+            got = json.loads(self._read(self.budget))
+            return float(got["cpu"]), float(got["wall"])
         except TimeoutError:
             self.close()
             return None
@@ -134,12 +136,19 @@ class Worker:
             self.proc = None
 
 
-def summary(times: list[float], timed_out: bool, budget: float) -> str:
+def summary(times: list[tuple[float, float]], timed_out: bool, budget: float) -> str:
+    """``CPU median (min-max) / wall median`` in seconds."""
     if timed_out:
-        return f"> {budget:.0f} (not finished)"
+        return f"> {budget:.0f} wall (not finished)"
     if not times:
         return "not run (a smaller size ran past the budget)"
-    return f"{statistics.median(times):.4f} ({min(times):.4f}-{max(times):.4f})"
+    cpu = [c for c, _ in times]
+    wall = statistics.median(w for _, w in times)
+    return f"{statistics.median(cpu):.4f} ({min(cpu):.4f}-{max(cpu):.4f}) / {wall:.4f}"
+
+
+def cpu_median(times: list[tuple[float, float]]) -> float:
+    return statistics.median(c for c, _ in times)
 
 
 def main() -> None:
@@ -176,12 +185,14 @@ def main() -> None:
         label = args.before_label or f"before ({args.before_ref or before_src})"
         sides[label] = Worker(before_src.resolve(), args.budget)
     load_start = os.getloadavg()[0]
-    results: dict[tuple[str, str, int], tuple[list[float], bool]] = {}
+    results: dict[tuple[str, str, int], tuple[list[tuple[float, float]], bool]] = {}
     try:
         for shape in shapes:
             stopped = set()
             for n in sizes:
-                got = {side: ([], False) for side in sides}
+                got: dict[str, tuple[list[tuple[float, float]], bool]] = {
+                    side: ([], False) for side in sides
+                }
                 for _ in range(args.repeats):
                     for side, w in sides.items():  # A B A B ...
                         if side in stopped:
@@ -206,7 +217,9 @@ def main() -> None:
     load_end = os.getloadavg()[0]
 
     names = list(sides)
-    head = "| text shape | chars | " + " | ".join(f"{s}: median s (min-max)" for s in names)
+    head = "| text shape | chars | " + " | ".join(
+        f"{s}: CPU s median (min-max) / wall median" for s in names
+    )
     if len(names) == 2:
         head += f" | {names[1]} / after"
     lines = [head + " |", "|" + "---|" * head.count("|")]
@@ -217,9 +230,10 @@ def main() -> None:
             if len(names) == 2:
                 (a, _), (b, b_out) = results[(names[0], shape, n)], results[(names[1], shape, n)]
                 if a and b:
-                    row += f" | {statistics.median(b) / statistics.median(a):,.0f}x"
+                    row += f" | {cpu_median(b) / cpu_median(a):,.0f}x"
                 elif a and b_out:
-                    row += f" | > {args.budget / statistics.median(a):,.0f}x"
+                    wall = statistics.median(w for _, w in a)
+                    row += f" | > {args.budget / wall:,.0f}x (wall)"
                 else:
                     row += " | "
             lines.append(row + " |")
@@ -230,7 +244,9 @@ def main() -> None:
         f"`MathStepsEnv.score_response(text)` on responses of {', '.join(f'{n:,}' for n in sizes)} "
         "characters, default env limits (16 steps, 512 tokens, 8192 characters per step: the "
         "steps past the limits are never scored, but the whole response is segmented and "
-        "searched for a final answer), default grader. Wall-clock seconds per call, "
+        "searched for a final answer), default grader. Per call: the median and range of the "
+        "worker's CPU seconds (what a call costs, whatever else the shared machine runs) and "
+        "the median wall-clock seconds; the ratio column compares CPU medians. "
         f"{args.repeats} calls per cell, each side in its own worker process, calls "
         f"alternating between the sides; a call stopped after {args.budget:.0f} s ends its "
         f"shape's larger sizes. {platform.machine()}, {os.cpu_count()} cores, shared machine "
