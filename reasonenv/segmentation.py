@@ -139,10 +139,8 @@ class Segmenter:
                 )
         if self.fixed is not None:
             cuts: list[int] = list(range(self.fixed, len(ends), self.fixed))
-        elif token_char_ends is None:
-            cuts = self._delimiter_cuts(text, None)
         else:
-            cuts = self._delimiter_cuts(text, ends)
+            cuts = self._delimiter_cuts(text, token_char_ends)
         if len(ends):
             cuts.append(len(ends))
         steps: list[Step] = []
