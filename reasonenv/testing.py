@@ -10,6 +10,9 @@ Example:
 from __future__ import annotations
 
 import functools
+import gc
+import time
+from collections.abc import Callable
 from typing import Any
 
 _CORPUS = [
@@ -73,3 +76,36 @@ def tiny_model(tokenizer: Any | None = None, *, seed: int = 0, hidden_size: int 
         tie_word_embeddings=True,
     )
     return LlamaForCausalLM(cfg).eval()
+
+
+def growth_ratio(small: Callable[[], Any], big: Callable[[], Any], *, repeats: int = 5) -> float:
+    """How many times more CPU time ``big()`` takes than ``small()``: best of ``repeats`` each.
+
+    For tests of time complexity on a shared, noisy machine: the two calls alternate (so a
+    slow spell hits both), the time counted is this process's CPU time (waiting for a core
+    does not count), the garbage collector is paused as in :mod:`timeit`, and the ratio of the
+    two best times is returned. Run ``big`` on k times the input of ``small`` and compare with
+    k (linear) or k**2 (quadratic); never compare with a wall-clock bound. Work done in other
+    processes (a grading worker) is not counted.
+
+    Example:
+        >>> ratio = growth_ratio(lambda: sum(range(10_000)), lambda: sum(range(40_000)))
+        >>> 1 < ratio < 16
+        True
+    """
+    best_small = best_big = float("inf")
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            t0 = time.process_time()
+            small()
+            t1 = time.process_time()
+            big()
+            t2 = time.process_time()
+            best_small, best_big = min(best_small, t1 - t0), min(best_big, t2 - t1)
+    finally:
+        if enabled:
+            gc.enable()
+    return best_big / max(best_small, 1e-9)

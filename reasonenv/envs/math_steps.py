@@ -22,7 +22,7 @@ from reasonenv.envs.stepping import (
     step_context,
     step_info,
 )
-from reasonenv.envs.termination import final_answer_end, has_final_answer
+from reasonenv.envs.termination import FinalAnswerScan, final_answer_end
 from reasonenv.problems.base import Problem
 from reasonenv.segmentation import Segmenter, token_char_ends
 
@@ -373,8 +373,10 @@ class MathStepsEnv(gym.Env[str, Any]):
         n_step = len(ids) if ids is not None else len(action.text)
         response = st.response + action.text
         n_tokens = st.n_tokens + n_step
-        if final_at == "scan" or cut:
-            final = has_final_answer(response)
+        scan = st.scan
+        if final_at == "scan" or cut:  # only the new text is read (FinalAnswerScan)
+            scan = (scan or FinalAnswerScan()).advance(response)
+            final = scan.end is not None
         else:
             final = final_at is not None and final_at <= len(response)
         terminated = self._is_eos(action) or final
@@ -387,7 +389,7 @@ class MathStepsEnv(gym.Env[str, Any]):
             elif n_tokens >= self.max_tokens:
                 by = "max_tokens"
         return PendingStep(st, action.text, ids, action.logprobs, n_step, terminated,
-                           by is not None, by, response, n_tokens, len(st.steps))
+                           by is not None, by, response, n_tokens, len(st.steps), scan)
 
     def grade_many(self, items: Sequence[tuple[str, Problem]]) -> list[Any]:
         """Grade ``(response, problem)`` pairs in one batch (the services' grader if set)."""

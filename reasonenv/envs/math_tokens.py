@@ -9,7 +9,7 @@ import numpy as np
 
 from reasonenv.envs.math_steps import MathStepsEnv
 from reasonenv.envs.spaces import token_observation_space
-from reasonenv.envs.termination import final_answer_end
+from reasonenv.envs.termination import FinalAnswerScan, final_answer_end
 from reasonenv.segmentation import IncrementalDecoder
 
 
@@ -95,6 +95,7 @@ class MathTokensEnv(gym.Env[dict, int]):
         self._step_start_tok = 0
         self._step_start_char = 0
         self._step_lps: list[float] = []
+        self._scan = FinalAnswerScan()
         self._done = True
 
     @property
@@ -134,6 +135,7 @@ class MathTokensEnv(gym.Env[dict, int]):
         self._decoder = IncrementalDecoder(self.tokenizer)
         self._step_start_tok = self._step_start_char = 0
         self._step_lps = []
+        self._scan = FinalAnswerScan()
         self._done = False
         return self._obs(), info
 
@@ -145,19 +147,24 @@ class MathTokensEnv(gym.Env[dict, int]):
             raise ValueError(f"action must be a token id in [0, {self.vocab_size}), got {action!r}")
         tok = int(action)
         d = self._decoder
+        checked = d.ends[-1] if d.ends else 0  # characters before this token
         d.push(tok)
         self._buf[self._len] = tok
         self._len += 1
         if logprob is not None:
             self._step_lps.append(float(logprob))
         n_resp = len(d.ids)
-        step_text = d.text[self._step_start_char :]
         eos = tok == getattr(self.tokenizer, "eos_token_id", None)
-        final = final_answer_end(d.text) is not None
-        ends_step = self.segmenter.ends_step(step_text, n_resp - self._step_start_tok)
+        # Both checks read only this token's text, so a long response costs O(length) overall.
+        self._scan = self._scan.advance(d.text)
+        final = self._scan.end is not None
+        ends_step = self.segmenter.ends_step_at(
+            d.text, self._step_start_char, checked, n_resp - self._step_start_tok
+        )
         out_of_budget = n_resp >= self.max_tokens
         if not (ends_step or eos or final or out_of_budget):
             return self._obs(), 0.0, False, False, {"step_index": len(self._inner.state.steps), "step_end": False}
+        step_text = d.text[self._step_start_char :]
         ids = tuple(d.ids[self._step_start_tok :])
         lps = tuple(self._step_lps) if len(self._step_lps) == len(ids) else None
         act = {"text": step_text, "token_ids": ids, "eos": eos}

@@ -45,7 +45,7 @@ class EpisodeState:
     response: str = ""
     n_tokens: int = 0
     done: bool = False
-    scan: Any = None  # the env's incremental final-answer scanner state, if it keeps one
+    scan: Any = None  # the env's incremental final-answer scanner state (FinalAnswerScan)
 
 
 @dataclass

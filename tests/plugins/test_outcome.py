@@ -105,3 +105,12 @@ def test_negative_penalty_rejected():
 
 def test_empty_batch():
     assert OutcomeShaper().episode_end([]) == []
+
+
+def test_count_boxed_time_is_linear():
+    """Each box used to rescan the whole response for its closing brace."""
+    from reasonenv.testing import growth_ratio
+
+    small, big = "\\boxed{1} " * 1_000, "\\boxed{1} " * 4_000
+    ratio = growth_ratio(lambda: count_boxed(small), lambda: count_boxed(big))
+    assert ratio < 8, f"4x the boxes took {ratio:.1f}x the time"
