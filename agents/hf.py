@@ -59,6 +59,7 @@ class _Row:
     start_tok: int
     lps: list[float] = field(default_factory=list)
     eos: bool = False
+    tail: str = ""  # the step's last characters, for the incremental delimiter check
 
 
 class HFPolicy:
@@ -227,14 +228,13 @@ class HFPolicy:
                 for i, r in enumerate(live):
                     t = int(tok[i])
                     dec = r.state.decoder
-                    dec.push(t)
+                    delta = dec.push(t)
                     r.lps.append(float(lp[i]))
                     n = len(dec.ids) - r.start_tok
                     if t == eos_id:
                         r.eos = True
-                    if r.eos or n >= cfg.max_step_tokens or self.segmenter.ends_step(
-                        dec.text[r.start_char:], n
-                    ):
+                    ended, r.tail = self.segmenter.ends_with_delta(r.tail, delta, n)
+                    if r.eos or n >= cfg.max_step_tokens or ended:
                         self._store(r, past, attn, i)
                     else:
                         keep.append(i)

@@ -380,6 +380,7 @@ class VLLMPolicy:
         starts = [(len(self._decoders[s].text), len(self._decoders[s].ids)) for s in slots]
         lps: list[list[float]] = [[] for _ in slots]
         eos = [False] * len(slots)
+        tails = [""] * len(slots)  # each step's last characters (incremental delimiter check)
         todo = list(range(len(slots)))
         rounds = 0
         while todo:  # one round almost always; more only if vLLM stopped before the segmenter
@@ -399,7 +400,7 @@ class VLLMPolicy:
                 last = len(out["token_ids"]) - 1
                 step_lps = out["logprobs"] or [float("nan")] * len(out["token_ids"])
                 for j, (t, lp) in enumerate(zip(out["token_ids"], step_lps)):
-                    dec.push(t)
+                    delta = dec.push(t)
                     lps[i].append(lp)
                     n = len(dec.ids) - starts[i][1]
                     stopped_on_token = (j == last and out["finish_reason"] == "stop"
@@ -407,7 +408,8 @@ class VLLMPolicy:
                     if t == eos_id or stopped_on_token:
                         eos[i] = done = True
                         break
-                    if seg.ends_step(dec.text[starts[i][0]:], n) or n >= cap:
+                    ended, tails[i] = seg.ends_with_delta(tails[i], delta, n)
+                    if ended or n >= cap:
                         done = True
                         break
                 # vLLM's stop string fired but the segmenter saw no boundary (tokenizers whose

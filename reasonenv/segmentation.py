@@ -107,6 +107,26 @@ class Segmenter:
         assert self.delimiter is not None
         return text.find(self.delimiter, max(start, checked - len(self.delimiter) + 1)) >= 0
 
+    def ends_with_delta(self, tail: str, delta: str, n_tokens: int) -> tuple[bool, str]:
+        """Incremental check for a sampler that only sees each token's new text.
+
+        ``tail`` is the end of the current step so far (what this returned last time; ``""`` at
+        the step's start), ``delta`` the new token's text. Returns whether the step is now
+        complete, and the tail to pass next time (at most ``len(delimiter) - 1`` characters),
+        so each token costs O(len(delta)) whatever the step's length.
+
+        Example:
+            >>> seg = Segmenter("\n\n")
+            >>> seg.ends_with_delta("", "a\n", 1), seg.ends_with_delta("\n", "\nb", 2)
+            ((False, '\n'), (True, 'b'))
+        """
+        if self.fixed is not None:
+            return n_tokens >= self.fixed, ""
+        assert self.delimiter is not None
+        window = tail + delta
+        keep = len(self.delimiter) - 1
+        return self.delimiter in window, (window[-keep:] if keep else "")
+
     # -- whole-response segmentation --------------------------------------------------------
     def segment(self, text: str, token_char_ends: Sequence[int] | None = None) -> list[Step]:
         """Cut a whole response into steps, in time linear in its length.

@@ -205,3 +205,18 @@ def test_ends_step_at_time_is_linear():
     small, big = prefixes(make(20_000)), prefixes(make(80_000))
     ratio = growth_ratio(lambda: run(small), lambda: run(big))
     assert ratio < 8, f"4x the step took {ratio:.1f}x the time"
+
+
+@given(pieces=st.lists(st.sampled_from(["a", "\n", "\n\n", "b\n", "", ".\n\n", "x y"]), max_size=12),
+       split=st.sampled_from(["\n", "\n\n", "fixed:3"]))
+def test_ends_with_delta_agrees_with_the_causal_rule(pieces, split):
+    """Token by token, the incremental check fires exactly where ends_step on the step's whole
+    text so far fires."""
+    seg = Segmenter(split)
+    tail, text = "", ""
+    for n, piece in enumerate(pieces, start=1):
+        text += piece
+        ended, tail = seg.ends_with_delta(tail, piece, n)
+        assert ended == seg.ends_step(text, n)
+        if ended:
+            break
