@@ -68,7 +68,8 @@ def handle(task: dict[str, Any]) -> dict[str, Any]:
     try:
         if op == "compare":
             d = symbolic_compare(task["pred"], task["ref"], float(task["rel_tol"]))
-            return {"ok": True, "correct": d.correct, "reason": d.reason, "reference_ok": True}
+            return {"ok": True, "correct": d.correct, "reason": d.reason, "reference_ok": True,
+                    "error": d.note}  # fmt: skip
         if op == "check_reference":
             check_reference(task["ref"])
             return {"ok": True, "reference_ok": True}

@@ -15,7 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from reasonenv.grading.compare import DEFAULT_REL_TOL, cheap_leaf, compare, reference_is_cheap
-from reasonenv.grading.extract import clean_text, extract_answer, extract_reference
+from reasonenv.grading.extract import (
+    MAX_RESPONSE_CHARS,
+    clean_text,
+    extract_answer,
+    extract_reference,
+)
 from reasonenv.grading.normalize import MAX_ANSWER_CHARS, normalize
 from reasonenv.grading.parse import is_balanced
 from reasonenv.grading.pool import WorkerPool
@@ -248,6 +253,10 @@ class Grader:
             return Verdict(
                 False, None, ref_str, None, None, ERROR, error=f"{type(exc).__name__}: {exc}"
             )
+        n_chars = len(response) if isinstance(response, str | bytes | bytearray) else 0
+        if verdict.reason == NO_ANSWER and n_chars > MAX_RESPONSE_CHARS:
+            verdict = _replace(verdict, error=f"no answer in the last {MAX_RESPONSE_CHARS} "
+                                              f"characters of a {n_chars}-character response")  # fmt: skip
         if use_math_verify and verdict.extracted is not None and verdict.reference_ok:
             task = {
                 "op": "math_verify",
