@@ -137,6 +137,22 @@ class Grader:
         """
         self.pool.close()
 
+    def clear_caches(self) -> None:
+        """Forget cached reference checks and parsed answers, in this process and every worker.
+
+        For benchmarks that grade the same answers twice; parser tables stay warm.
+
+        Example:
+            >>> with Grader(n_workers=1) as g:
+            ...     g.grade(r"\\boxed{x+1}", "1+x", timeout=60).correct
+            ...     g.clear_caches()
+            True
+        """
+        with self._cache_lock:
+            self._ref_cache.clear()
+        if self.pool._started:
+            self.pool.run_on_each({"op": "clear_caches"}, timeout=60)
+
     # -- grading ------------------------------------------------------------------------------
     def _run(self, task: dict[str, Any], budget: _Budget) -> dict[str, Any]:
         """Run a worker task within ``budget``; the pool's one-time cold start is not charged."""

@@ -411,6 +411,30 @@ class WorkerPool:
         self._release(worker)
         return result
 
+    def run_on_each(self, task: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
+        """Run ``task`` once on every worker (diagnostics, e.g. clearing caches). Never raises.
+
+        Holds all workers at once, so it waits for calls in flight; returns one result per
+        worker reached within ``timeout``.
+        """
+        self.wait_warm()
+        deadline = time.monotonic() + timeout
+        held: list[_Worker] = []
+        while len(held) < self.n_workers:
+            worker, _ = self._acquire(deadline)
+            if worker is None:
+                break
+            held.append(worker)
+        results = []
+        for worker in held:
+            try:
+                results.append(worker.request(dict(task, id=next(self._ids)),
+                                              max(0.01, deadline - time.monotonic())))  # fmt: skip
+                self._release(worker)
+            except (TimeoutError, ConnectionError):
+                self._retire(worker)
+        return results
+
     def worker_pids(self) -> list[int]:
         """PIDs of the current worker processes (for diagnostics and tests)."""
         with self._cond:

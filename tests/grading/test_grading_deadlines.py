@@ -184,3 +184,10 @@ def test_cli_rejects_a_bad_timeout_in_one_line(capsys: pytest.CaptureFixture[str
     assert main(["--response", "#### 4", "--reference", "4", "--timeout", "nan"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "timeout" in err and "nan" in err
+
+
+def test_run_on_each_reaches_every_worker(pair: Grader) -> None:
+    results = pair.pool.run_on_each({"op": "check_reference", "ref": "x+1"}, timeout=30)
+    assert [r.get("reference_ok") for r in results] == [True, True]
+    pair.clear_caches()  # forgets parsed answers everywhere; grading still works
+    assert pair.grade(r"\boxed{x+1}", "1+x", timeout=30).correct
