@@ -150,7 +150,7 @@ class Grader:
         """
         with self._cache_lock:
             self._ref_cache.clear()
-        if self.pool._started:
+        if self.pool.started:
             self.pool.run_on_each({"op": "clear_caches"}, timeout=60)
 
     # -- grading ------------------------------------------------------------------------------

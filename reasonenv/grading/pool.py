@@ -256,6 +256,17 @@ class WorkerPool:
         """Whether :meth:`close` has been called."""
         return self._closed
 
+    @property
+    def started(self) -> bool:
+        """Whether the workers have been started (by :meth:`start` or a first task)."""
+        return self._started
+
+    @property
+    def zygote_pid(self) -> int | None:
+        """PID of the fork server, if one is running (diagnostics)."""
+        zygote = self._zygote
+        return zygote.proc.pid if zygote is not None and zygote.alive() else None
+
     def _wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
