@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import socket
 import sys
@@ -118,31 +117,6 @@ def _warm_up() -> None:
     to_sympy("1")
 
 
-#: Typical answer shapes. The grammar's parser builds its prediction tables lazily, so a
-#: worker's first answers of each shape parse ~2x slower; the zygote parses these between fork
-#: requests and every worker forked afterwards (each replacement) inherits the warm tables.
-WARM_FORMS = (
-    r"\sqrt{2}", r"\frac{\sqrt{3}}{2}", r"2\pi", r"\frac{\pi}{4}", r"3\sqrt{5}-1", r"x^2+2x+1",
-    r"(x+1)^{2}", r"a^{b}c", r"\sin x", r"\cos(2\theta)", r"\tan\frac{\pi}{3}", r"\log_{2} 8",
-    r"\ln(x)", r"e^{i\pi}", r"1+2i", r"|x-1|", r"\binom{10}{3}", r"5!", r"(1,2)", r"[0,1)",
-    r"(-\infty,3]\cup(4,\infty)", r"\{1,2,3\}", r"y=2x+1", r"x\ge 3", r"x<-1", r"2x-y+1=0",
-    r"1.5\times10^{3}", r"\infty", r"-\frac{3}{4}", r"\dfrac{a}{b}", r"\cot x", r"2^{n}-1",
-    r"\sqrt[3]{2}", r"\frac{x+1}{x-1}", r"\pm\sqrt{2}", r"f(x)", r"n(n+1)/2", r"52_{8}",
-    r"\alpha+\beta", r"\angle ABC", r"10\%", r"30^\circ",
-)  # fmt: skip
-
-
-def _warm_form(form: str) -> None:
-    from reasonenv.grading.normalize import normalize
-    from reasonenv.grading.symbolic import symbolic_compare
-
-    norm = normalize(form)
-    try:
-        symbolic_compare(norm, norm + "+1")
-    except Exception:  # noqa: BLE001 - warming is best effort
-        pass
-
-
 def _clear_caches() -> None:
     from sympy.core.cache import clear_cache
 
@@ -172,20 +146,12 @@ def zygote(control_fd: int) -> int:
 
     Each request on the control socket is one byte carrying (``SCM_RIGHTS``) the socket the new
     worker serves tasks on. Forked workers are reaped automatically (``SIGCHLD`` ignored) and
-    exit when the zygote does. The zygote stays single-threaded so that forking is safe. While
-    no request is waiting it parses :data:`WARM_FORMS`, one at a time, so the first workers
-    start without delay and later ones start with warm parser tables.
+    exit when the zygote does. The zygote stays single-threaded so that forking is safe.
     """
     control = socket.socket(fileno=control_fd)
     _warm_up()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    to_warm = list(WARM_FORMS)
     while True:
-        if to_warm and not select.select([control], [], [], 0)[0]:
-            _warm_form(to_warm.pop(0))
-            if not to_warm:
-                _clear_caches()  # keep the parser tables, not the parsed warm-up answers
-            continue
         try:
             msg, fds, _, _ = socket.recv_fds(control, 1, 1)
         except OSError:
