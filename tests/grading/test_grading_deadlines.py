@@ -75,15 +75,16 @@ def test_four_threads_on_two_workers_keep_their_deadline(pair: Grader) -> None:
 
 
 def test_killed_workers_come_back_at_once(pair: Grader) -> None:
-    """With the fork server a replacement is up in milliseconds: no verdict is lost.
+    """With the fork server a killed worker is replaced in milliseconds, not seconds.
 
-    (A fresh interpreter needs 3-4 s here, so these calls would time out waiting for it.)
+    (A fresh interpreter needs 3-4 s here, and many times that on an overloaded machine.)
     """
     _concurrent(pair, [(SPIN, "1")] * 2, TIMEOUT)  # both workers are killed now
-    timeout = 2.5  # 4 calls on 2 cold-cache workers take ~0.3 s each
-    results = _concurrent(pair, [(r"\boxed{(x+1)^2}", "x^2+2x+1")] * 4, timeout)
+    t0 = time.monotonic()
+    up = pair.pool.run_on_each({"op": "check_reference", "ref": "x"}, timeout=30)
+    assert len(up) == 2 and time.monotonic() - t0 <= 1.5, "replacements were slow to come up"
+    results = _concurrent(pair, [(r"\boxed{(x+1)^2}", "x^2+2x+1")] * 4, 30.0)
     assert all(v.correct for _, v in results), [v for _, v in results]
-    assert max(t for t, _ in results) <= RATIO * timeout + SLACK_S
 
 
 def test_worker_restart_counts_against_the_deadline() -> None:
@@ -96,8 +97,8 @@ def test_worker_restart_counts_against_the_deadline() -> None:
     assert worst <= RATIO * TIMEOUT + SLACK_S, f"worst {worst:.2f}s for a {TIMEOUT}s timeout"
     for _, v in results:  # decided, or flagged: never a late verdict
         assert v.correct or (v.reason == "timeout" and v.timed_out), v
-        if not v.correct:
-            assert "waiting for a worker to restart" in (v.error or ""), v.error
+        if not v.correct:  # mostly "(all of it waiting for a worker to restart)"
+            assert (v.error or "").startswith(f"timed out after {TIMEOUT:g}s ("), v.error
 
 
 def test_grade_batch_items_keep_their_deadline(pair: Grader) -> None:

@@ -29,7 +29,7 @@ REPO_ROOT = GRADING_DIR.parents[1]
 def solo() -> Iterator[Grader]:
     """A one-worker grader so that worker replacement is observable."""
     g = Grader(n_workers=1, timeout=1.0)
-    g.pool.start()
+    g.pool.wait_warm()  # the cold start is not charged to deadlines; keep it out of the timings
     yield g
     g.close()
 
@@ -220,6 +220,6 @@ def test_batch_with_a_hung_item_still_grades_the_rest(grader: Grader) -> None:
         (r"\boxed{(x+2)^2}", "x^2+4x+4"),
         ("#### 5", "5"),
     ]
-    verdicts = grader.grade_batch(pairs, timeout=1.5)
+    verdicts = grader.grade_batch(pairs, timeout=4.0)  # SPIN needs ~10 s; the rest well under 1 s
     assert [v.reason for v in verdicts][1] == "timeout"
     assert [v.correct for v in verdicts] == [True, False, True, True, True]
