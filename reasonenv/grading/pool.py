@@ -303,14 +303,18 @@ class WorkerPool:
             self._cond.notify_all()
 
     def _retire(self, worker: _Worker) -> None:
-        """Kill ``worker`` and start its replacement."""
-        worker.kill()
+        """Start a replacement for ``worker``, then kill it in the background.
+
+        The caller does not wait for the kill: on a loaded machine the kernel can take a few
+        hundred milliseconds to tear a process down, and that must not delay a verdict.
+        """
         with self._cond:
             self._all.discard(worker)
             if worker in self._idle:
                 self._idle.remove(worker)
             self.restarts += 1
             self._spawn_locked()
+        threading.Thread(target=worker.kill, name="reasonenv-grading-kill", daemon=True).start()
 
     def _release(self, worker: _Worker) -> None:
         with self._cond:
