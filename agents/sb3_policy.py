@@ -149,9 +149,10 @@ class SB3Policy:
     (:class:`~reasonenv.segmentation.Segmenter`, on the incrementally decoded text), the EOS
     token, the token that completes the first final answer (the env stops the episode there),
     or ``max_tokens`` response tokens; or at ``max_step_tokens``. The observation buffer bounds
-    the response too: a slot whose buffer is full ends with ``eos=True``, as the model never
-    saw a longer context (evaluate with the training ``max_tokens`` so the env truncates first,
-    as in training).
+    the response too (the token env truncates by then: ``len(prompt) <= max_prompt_tokens``),
+    so a full buffer ends the step like the budget does, without ``eos``: an eval env with the
+    training ``max_tokens`` truncates there, as in training. Asked to go on (an env with a
+    larger budget), a slot with no room left answers an empty step with ``eos=True``.
 
     Each action is ``{"text", "token_ids", "eos"}`` plus ``"logprobs"`` (log pi of each sampled
     token under the policy's distribution) when sampling from an actor-critic policy (PPO,
@@ -329,7 +330,7 @@ class SB3Policy:
     def _generate(self, rows: list[_Row]) -> None:
         live = [r for r in rows if not self._over(r)]
         for r in rows:
-            if r not in live:  # nothing left to say: end the response without a token
+            if r not in live:  # no room left: end the response without a token
                 r.eos = r.done = True
         while live:
             batch = [token_observation(r.state.ids(), self.max_len) for r in live]
@@ -353,8 +354,6 @@ class SB3Policy:
         r.done = (r.eos or full or budget or n_step >= self.max_step_tokens
                   or final_answer_end(dec.text) is not None
                   or self.segmenter.ends_step(dec.text[r.start_char:], n_step))
-        if full and not budget:
-            r.eos = True  # no room for another token: the response ends here
 
     def _over(self, r: _Row) -> bool:
         """Whether ``r``'s slot can take no more tokens (buffer full or budget spent)."""

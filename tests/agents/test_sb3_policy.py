@@ -107,11 +107,12 @@ PROMPT = "What is 2 + 3? "  # 15 tokens: 7 free in the 22-token buffer of max_pr
 
 
 @pytest.mark.parametrize("kwargs,want", [
-    ({"max_tokens": 2}, [("ab", False), ("", True)]),  # the budget: the env truncates there
-    ({"split": "fixed:100"}, [("abcdefg", True)]),  # a full buffer ends the response
-    ({"split": "fixed:3"}, [("abc", False), ("def", False), ("g", True)]),
-    ({"max_step_tokens": 4}, [("abcd", False), ("efg", True)]),
-    ({"split": "\n"}, [("ab\n", False), ("cdef", True)]),
+    # the budget, then an empty EOS step should the env still ask (its budget is larger)
+    ({"max_tokens": 2}, [("ab", False), ("", True)]),
+    ({"split": "fixed:100"}, [("abcdefg", False), ("", True)]),  # a full buffer: the same
+    ({"split": "fixed:3"}, [("abc", False), ("def", False), ("g", False), ("", True)]),
+    ({"max_step_tokens": 4}, [("abcd", False), ("efg", False), ("", True)]),
+    ({"split": "\n"}, [("ab\n", False), ("cdef", False), ("", True)]),
 ])
 def test_budget_buffer_and_split_cut_steps(kwargs, want):
     text = "ab\ncdefghij" if kwargs.get("split") == "\n" else "abcdefghij"
