@@ -93,8 +93,8 @@ class RunConfig:
     steps: int = 20  # optimizer updates
     seed: int = 0  # one seed for data order, sampling and init of everything random
     out_dir: str = "runs/default"  # metrics.jsonl, tensorboard/, checkpoints/, curves.png
-    checkpoint_every: int = 10  # save a resumable checkpoint every N updates (0 = only at the end)
-    resume: bool = False  # continue from the newest checkpoint in out_dir
+    checkpoint_every: int = 10  # save a resumable checkpoint every N updates; 0 = only after the last
+    resume: bool = False  # continue from the newest readable checkpoint in out_dir (none: warn, start at 0)
     tensorboard: bool = True
     plot: bool = True  # write curves.png at the end
     progress: bool = True  # progress bar
@@ -254,5 +254,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (saved with every run)."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_plain(), sort_keys=False))
+    """Write the resolved config as YAML (saved with every run), atomically.
+
+    Raises:
+        RunWriteError: the file cannot be written (the message names it and the cause).
+    """
+    from reasonenv.agents.runlog import write_atomic
+
+    write_atomic(path, [yaml.safe_dump(cfg.to_plain(), sort_keys=False).encode()])
