@@ -30,6 +30,7 @@ from reasonenv.agents.checkpoints import (
 )
 from reasonenv.agents.config import ConfigError, TrainConfig, save_config
 from reasonenv.agents.grpo import loss_denominator, policy_loss, token_logprobs
+from reasonenv.agents.preflight import check_config
 from reasonenv.agents.runlog import RunLogger, plot_curves
 from reasonenv.agents.samples import (
     TrainSample,
@@ -68,9 +69,14 @@ class Trainer:
         cfg: The resolved configuration.
         model: An already-loaded causal LM (default: load ``cfg.model``).
         tokenizer: Its tokenizer.
+
+    Raises:
+        ConfigError: a value :func:`~reasonenv.agents.preflight.check_config` rejects, before
+            the model (or anything else) is loaded.
     """
 
     def __init__(self, cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> None:
+        check_config(cfg, check_model=model is None)  # before anything is loaded
         import torch
 
         import reasonenv
