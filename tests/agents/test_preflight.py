@@ -295,3 +295,54 @@ def test_resume_with_only_unreadable_checkpoints_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"run.resume=True: no readable checkpoint .*step_4"):
         _check([f"run.out_dir={tmp_path}", "run.resume=true"])
     _check([f"run.out_dir={tmp_path}"])  # a fresh run is the user's call
+
+
+def test_shipped_configs_pass_the_preflight(tmp_path, monkeypatch):
+    """The checks reject bad values, not the configs we ship (the hub answers, simulated)."""
+    from pathlib import Path
+
+    from reasonenv.agents import hub_access
+    from reasonenv.agents.preflight import check_config
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(hub_access, "probe_hub", lambda timeout=1.5: None)
+    monkeypatch.setattr(hub_access, "_probe_result", False)
+    root = Path(__file__).resolve().parents[2] / "configs"
+    paths = sorted(p for p in root.rglob("*.yaml") if p.parent.name != "eval")
+    assert len(paths) >= 8
+    for path in paths:
+        check_config(load_config(path, [f"run.out_dir={tmp_path / path.stem}"]))
+
+
+def test_the_readme_errors_are_what_the_cli_prints(tmp_path, monkeypatch, capsys, no_model_load):
+    """README's Errors block, run as printed (in a folder holding the files it names)."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from reasonenv.cli import main
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"### Errors\n.*?```text\n(.*?)```", readme, flags=re.S).group(1).splitlines()
+    pairs = list(zip(block[0::2], block[1::2]))
+    assert len(pairs) >= 15 and all(c.startswith("$ ") for c, _ in pairs)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "README.md").write_text("x")
+    (tmp_path / "latin1.yaml").write_bytes("run:\n  out_dir: caf\xe9\n".encode("latin-1"))
+    (tmp_path / "runs" / "broken" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "runs" / "broken" / "checkpoints" / "step_4.safetensors").write_bytes(b"")
+    checked = 0
+    for command, expected in pairs:
+        if "the disk fills up" in command:
+            continue  # tests/agents/test_checkpoints.py makes the disk full
+        words = shlex.split(command[2:].split("  #")[0])
+        while "=" in words[0]:
+            var, value = words.pop(0).split("=", 1)
+            monkeypatch.setenv(var, value)
+        assert words[:2] == ["reasonenv", "train"]
+        assert main(words[1:]) == 2, command
+        assert capsys.readouterr().err.strip() == expected, command
+        checked += 1
+    assert checked == len(pairs) - 1
