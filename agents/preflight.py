@@ -32,7 +32,7 @@ INT_MIN = {
     "run.steps": 1, "run.seed": 0,
     "run.checkpoint_every": 0,  # 0 = a checkpoint after the last update only
 }
-# key -> (low, high, low inclusive, high inclusive, what it is); nan always fails
+# key -> (low, high, low inclusive, high inclusive, what it is); nan is never inside
 FLOAT_RANGE = {
     "optim.lr": (0.0, math.inf, True, False, "a finite number >= 0"),
     "optim.weight_decay": (0.0, math.inf, True, False, "a finite number >= 0"),
@@ -66,8 +66,9 @@ def check_numbers(cfg: TrainConfig) -> None:
             raise _fail(key, _get(cfg, key), f"must be an int >= {low}")
     for key, (lo, hi, lo_ok, hi_ok, what) in FLOAT_RANGE.items():
         v = _get(cfg, key)
+        # nan compares false with everything, so it is outside every range
         inside = (v > lo or (lo_ok and v == lo)) and (v < hi or (hi_ok and v == hi))
-        if math.isnan(v) or not inside:
+        if not inside:
             raise _fail(key, v, f"must be {what}")
 
 

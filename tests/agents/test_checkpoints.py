@@ -67,6 +67,20 @@ def test_objects_are_refused_not_pickled(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_load_state_restores_the_global_rngs(tmp_path):
+    import random
+
+    from reasonenv.agents.checkpoints import load_checkpoint, save_checkpoint
+
+    tr = make_trainer(tiny_cfg(tmp_path, "grpo"))
+    path = save_checkpoint(tmp_path / "step_0.safetensors", tr.state_dict())
+    draws = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    tr.load_state(load_checkpoint(path))
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(draws[0], again[0]) and np.array_equal(draws[1], again[1]) and draws[2] == again[2]
+
+
 def test_the_trainer_saves_its_weights_as_safetensors(tmp_path):
     from safetensors.torch import load_file
 

@@ -74,7 +74,7 @@ PROBES = [
     ("algo.advantage.estimator=bogus", "algo.advantage.estimator=", "'bogus'"),
     ("env.id=reasonenv/Nope-v0", "env.id=", "Nope"),
     ("model.name=/nonexistent/model", "model.name=", "'/nonexistent/model'"),
-    ("model.name=bogus", "model.name=", "'bogus'"),
+    ("model.name=bogus", "model.name=", "'bogus': no such folder, and not a packaged model"),
     ("run.steps=0", "run.steps=0", ">= 1"),
     ("run.checkpoint_every=-1", "run.checkpoint_every=-1", ">= 0"),
     ("run.seed=-1", "run.seed=-1", ">= 0"),
@@ -120,6 +120,16 @@ def test_cli_exits_2_with_one_line_before_loading_the_model(tmp_path, capsys, no
         assert code == 2 and len(err.splitlines()) == 1, err
         assert err.startswith("reasonenv train: ") and key in err and value in err
     assert not (tmp_path / "run").exists()  # nothing written either
+
+
+def test_trainer_checks_before_it_loads_the_model(tmp_path, no_model_load):
+    """Library use (Trainer(cfg), trainer.main(cfg)) gets the same checks as the CLI."""
+    from reasonenv.agents.trainer import Trainer, main
+
+    cfg = load_config(None, [f"run.out_dir={tmp_path}", "rollout.group_size=0"])
+    for run in (Trainer, main):
+        with pytest.raises(ConfigError, match=r"^rollout.group_size=0: must be an int >= 1$"):
+            run(cfg)
 
 
 def test_out_dir_that_is_a_file_or_under_a_file(tmp_path, capsys, no_model_load):
