@@ -74,7 +74,7 @@ def test_each_algorithm_trains_two_steps(tmp_path, algo):
         assert "kl" in hist[-1]
     rows = (tmp_path / algo / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2 and (tmp_path / algo / "config.yaml").exists()
-    assert (tmp_path / algo / "checkpoints" / "step_2.pt").exists()
+    assert (tmp_path / algo / "checkpoints" / "step_2.safetensors").exists()
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):
