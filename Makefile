@@ -32,7 +32,7 @@ vllm-venv:
 	bash scripts/setup_vllm_venv.sh
 
 test-vllm: setup vllm-venv
-	REASONENV_VLLM_PYTHON=$(CURDIR)/.venv-vllm/bin/python $(BIN)/python -m pytest -q -m vllm tests/agents/test_vllm_policy.py
+	REASONENV_VLLM_PYTHON=$(CURDIR)/.venv-vllm/bin/python $(BIN)/python -m pytest -q -m vllm tests/agents/test_vllm_policy.py tests/agents/test_vllm_eval.py
 
 lint: setup
 	$(BIN)/ruff check reasonenv agents plugins tests
