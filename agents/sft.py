@@ -57,16 +57,16 @@ class TinyModelConfig:
     num_heads: int = 4
     num_kv_heads: int = 4  # < num_heads = grouped-query attention
     intermediate_size: int = 384  # SwiGLU width
-    max_positions: int = 512  # longest prompt + response the model is built for
+    max_positions: int = 256  # longest prompt + response the model is built for
     tie_embeddings: bool = True  # one matrix for input and output embeddings
 
 
 @dataclass
 class SFTTrainConfig:
-    steps: int = 600  # optimizer steps
-    batch_size: int = 64
+    steps: int = 900  # optimizer steps
+    batch_size: int = 32
     lr: float = 3e-3  # tiny models take large steps
-    schedule: str = "cosine"  # after warmup: cosine | linear | constant
+    schedule: str = "constant"  # after warmup: constant | cosine | linear
     warmup_steps: int = 30
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0

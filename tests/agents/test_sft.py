@@ -273,4 +273,4 @@ def test_a_snapshot_of_a_constant_rate_run_is_the_model_of_a_shorter_run(tmp_pat
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((snap / "sft.json").read_text())["config_hash"] == short.config_hash
     with pytest.raises(ConfigError, match="run.snapshots needs train.schedule=constant"):
-        tiny_cfg(tmp_path / "x", "run.snapshots=[3]")
+        tiny_cfg(tmp_path / "x", "run.snapshots=[3]", "train.schedule=cosine")
