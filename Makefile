@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.reasonenv-installed
 
-.PHONY: setup demo test test-slow vllm-venv test-vllm lint clean
+.PHONY: setup demo tiny-sft test test-slow vllm-venv test-vllm lint clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 # The main job: a short GRPO + PRL run of SmolLM2-135M on easy procedural problems (CPU).
 demo: setup
 	$(BIN)/reasonenv train --config configs/demo.yaml
+
+# The tiny testbed model (docs/learning.md): trained once, then a cache hit (same config hash).
+tiny-sft: setup
+	$(BIN)/reasonenv sft --config configs/tiny/sft.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q
