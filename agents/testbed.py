@@ -111,12 +111,15 @@ def run_testbed(sft_config: str | Path, train_config: str | Path, *, sft_overrid
     from reasonenv.evaluation.bootstrap import paired_difference_ci
 
     scfg = load_sft_config(sft_config, list(sft_overrides))
-    cfg = load_config(train_config, [f"model.name={scfg.run.out_dir}", *overrides])  # checked before SFT
+    from reasonenv.agents.preflight import check_config
+
+    cfg = load_config(train_config, [f"model.name={scfg.run.out_dir}", *overrides])
+    check_config(cfg, check_model=False)  # every value but the model, which SFT is about to write
     t0 = time.perf_counter()
     log(f"[1/4] SFT checkpoint {scfg.run.out_dir} ({scfg.train.steps} steps; cached after the first run)")
     sft = run_sft(scfg)
     sft_seconds = time.perf_counter() - t0
-    log(f"      {'found, same config hash' if sft.cached else f'trained in {sft_seconds:.0f} s'}")
+    log(f"      {'found, same config hash' if sft.skipped else f'trained in {sft_seconds:.0f} s'}")
     trainer = Trainer(cfg)
     log(f"[2/4] held-out test set before RL: {eval_limit} problems x {eval_n} samples")
     before = heldout_eval(trainer.model, trainer.tok, cfg, limit=eval_limit, n=eval_n, seed=1)
