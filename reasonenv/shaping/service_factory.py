@@ -10,8 +10,12 @@ Spec keys (all optional):
   ``"step_tag"``: :class:`HFStepPRM`; ``"quantile"``: :meth:`QuantileHeadPRM.from_pretrained`).
 * ``"prover"``: a ``ProverService``; or a dict ``{"model": name, "temperature": 1.0,
   "top_p": 1.0, "max_new_tokens": 256, "batch_size": 8, "seed": 0, "cache_size": 100000}`` for
-  ``MCProver(HFSampler(...))``. Best-of-K's ``K`` and the ``m`` continuations per prefix are
-  options of the ``pav`` shaper (it passes them on every call), not of the prover.
+  ``MCProver(HFSampler(...))``; or ``{"value_head": path, "batch_size": 8, "max_length": ...,
+  "dtype": "float32"}`` for a learned verifier,
+  :meth:`~reasonenv.models.value_head.ValueHeadProver.from_pretrained` (the folder
+  ``reasonenv verifier train --kind value`` writes; it answers only the ``K`` it was trained
+  for). Best-of-K's ``K`` and the ``m`` continuations per prefix are options of the ``pav``
+  shaper (it passes them on every call), not of the prover.
 * ``"grader"``: a ``grade_batch``-like callable (default :func:`reasonenv.grading.grade_batch`).
 
 Importing this module does not import torch; model-backed services import it when built.
@@ -39,6 +43,7 @@ VALID_KEYS = ("grader", "prm", "prover", "ref_model")
 _PROVER_SAMPLER_KEYS = ("temperature", "top_p", "max_new_tokens", "batch_size", "dtype")
 _PROVER_KEYS = ("model", "seed", "cache_size", "max_prefix_chars", "last_number_fallback",
                 *_PROVER_SAMPLER_KEYS)
+_VALUE_HEAD_KEYS = ("value_head", "batch_size", "max_length", "dtype")
 
 
 def _bad(key: str, value: Any, expected: str) -> ValueError:
@@ -87,10 +92,27 @@ def _prm(value: Any) -> PRMScorer:
     raise _bad("prm", value, expected)
 
 
+def _value_head(kw: dict[str, Any]) -> ProverService:
+    """``ValueHeadProver.from_pretrained`` from a ``{"value_head": path, ...}`` prover spec."""
+    unknown = sorted(set(kw) - set(_VALUE_HEAD_KEYS))
+    if unknown:
+        raise ValueError(f"unknown services['prover'] key(s) {unknown} with 'value_head'; "
+                         f"valid: {sorted(_VALUE_HEAD_KEYS)}")
+    path = kw.pop("value_head")
+    if not isinstance(path, str) or not path.strip():
+        raise _bad("prover", {"value_head": path}, '{"value_head": "<folder>"}')
+    from reasonenv.models.value_head import ValueHeadProver
+
+    return ValueHeadProver.from_pretrained(path, **kw)
+
+
 def _prover(value: Any) -> ProverService:
-    expected = '{"model": name/path, "temperature": ..., "max_new_tokens": ...} or a ProverService'
+    expected = ('{"model": name/path, "temperature": ..., "max_new_tokens": ...}, '
+                '{"value_head": folder}, or a ProverService')
     if isinstance(value, Mapping):
         kw = dict(value)
+        if "value_head" in kw:
+            return _value_head(kw)
         unknown = sorted(set(kw) - set(_PROVER_KEYS))
         if {"K", "m"} & set(unknown):
             raise ValueError(
