@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.reasonenv-installed
 
-.PHONY: setup demo test test-slow vllm-venv test-vllm lint clean
+.PHONY: setup demo tiny-sft test test-slow vllm-venv test-vllm lint clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/reasonenv train --config configs/demo.yaml
 
+# The tiny testbed model (docs/learning.md): trained once, then a cache hit (same config hash).
+tiny-sft: setup
+	$(BIN)/reasonenv sft --config configs/tiny/sft.yaml
+
 test: setup
 	$(BIN)/python -m pytest -q
 
@@ -32,7 +36,7 @@ vllm-venv:
 	bash scripts/setup_vllm_venv.sh
 
 test-vllm: setup vllm-venv
-	REASONENV_VLLM_PYTHON=$(CURDIR)/.venv-vllm/bin/python $(BIN)/python -m pytest -q -m vllm tests/agents/test_vllm_policy.py
+	REASONENV_VLLM_PYTHON=$(CURDIR)/.venv-vllm/bin/python $(BIN)/python -m pytest -q -m vllm tests/agents/test_vllm_policy.py tests/agents/test_vllm_eval.py
 
 lint: setup
 	$(BIN)/ruff check reasonenv agents plugins tests

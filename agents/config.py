@@ -93,8 +93,8 @@ class RunConfig:
     steps: int = 20  # optimizer updates
     seed: int = 0  # one seed for data order, sampling and init of everything random
     out_dir: str = "runs/default"  # metrics.jsonl, tensorboard/, checkpoints/, curves.png
-    checkpoint_every: int = 10  # save a resumable checkpoint every N updates (0 = only at the end)
-    resume: bool = False  # continue from the newest checkpoint in out_dir
+    checkpoint_every: int = 10  # save a resumable checkpoint every N updates; 0 = only after the last
+    resume: bool = False  # continue from the newest readable checkpoint in out_dir (none: warn, start at 0)
     tensorboard: bool = True
     plot: bool = True  # write curves.png at the end
     progress: bool = True  # progress bar
@@ -231,15 +231,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     """
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
+        loaded = _read_yaml_file(Path(path))
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {str(p)!r} must hold a mapping, got {type(loaded).__name__}")
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping, got {type(loaded).__name__}")
         data = loaded or {}
     for item in overrides or []:
         if "=" not in item:
@@ -248,11 +242,47 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as e:
-            raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from None
+            raise ConfigError(f"override {item!r}: value is not valid YAML: {_yaml_problem(e)}") from None
         _set_path(data, key.strip(), value)
     return from_dict(TrainConfig, data)
 
 
+def _read_yaml_file(p: Path) -> Any:
+    """The parsed YAML of a config file; every failure is one ConfigError line naming the file."""
+    where = f"config file {str(p)!r}"
+    if not p.exists():
+        raise ConfigError(f"{where} does not exist")
+    if p.is_dir():
+        raise ConfigError(f"{where} is a folder; pass a YAML file such as configs/grpo.yaml")
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{where} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                          f"{e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{where} cannot be read: {e.strerror or e}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where} is not valid YAML: {_yaml_problem(e)}") from None
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error on one line: its problem and where (PyYAML's own message spans lines)."""
+    problem = getattr(e, "problem", None) or str(e)
+    if getattr(e, "context", None):
+        problem = f"{e.context}: {problem}"  # type: ignore[attr-defined]
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (saved with every run)."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_plain(), sort_keys=False))
+    """Write the resolved config as YAML (saved with every run), atomically.
+
+    Raises:
+        RunWriteError: the file cannot be written (the message names it and the cause).
+    """
+    from reasonenv.agents.runlog import write_atomic
+
+    write_atomic(path, [yaml.safe_dump(cfg.to_plain(), sort_keys=False).encode()])

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from reasonenv.policy import ScriptedPolicy
@@ -150,13 +151,16 @@ def build_policy(spec: str, settings: PolicySettings, *, problems: Sequence[Any]
         pol = SB3Policy.load(rest, split=s.split, deterministic=s.temperature == 0)
         return pol, pol.tokenizer
     if kind == "vllm":
-        from reasonenv.agents.vllm_policy import VLLMPolicy, VLLMPolicyConfig
+        from reasonenv.agents.vllm_policy import VLLMEngineConfig, VLLMPolicy, VLLMPolicyConfig
         from reasonenv.models.assets import resolve_model
 
         folder = resolve_model(rest)
+        if not Path(folder).is_dir():  # the worker loads local folders only: fail before starting it
+            raise ValueError(f"--policy {spec!r}: {rest!r} is neither a model folder nor a packaged "
+                             "model name (vLLM loads a local safetensors folder)")
         pol = VLLMPolicy(folder, None, VLLMPolicyConfig(
             temperature=s.temperature, top_p=s.top_p, max_step_tokens=s.max_step_tokens,
-            split=s.split, seed=s.seed))
+            split=s.split, seed=s.seed), engine_config=VLLMEngineConfig(dtype=s.dtype))
         return pol, pol.tokenizer
     from reasonenv.agents.hf import HFPolicy, HFPolicyConfig
 

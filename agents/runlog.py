@@ -1,14 +1,99 @@
-"""Run outputs: JSONL metrics, TensorBoard, the learning-curve plot, resumable checkpoints."""
+"""Run outputs: JSONL metrics, TensorBoard, the learning-curve plot, and the file writes they
+share (atomic, with errors that name the file and the cause).
+
+Checkpoints are in :mod:`reasonenv.agents.checkpoints`.
+"""
 
 from __future__ import annotations
 
+import errno as errno_codes
 import json
 import math
-import random
+import os
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+class RunWriteError(OSError):
+    """A run file could not be written; ``str()`` is one line naming the file and the cause.
+
+    Example:
+        >>> str(RunWriteError("runs/x/metrics.jsonl", OSError(28, "No space left on device")))
+        'cannot write runs/x/metrics.jsonl: No space left on device (errno 28 ENOSPC)'
+    """
+
+    def __init__(self, path: str | Path, cause: OSError, note: str = "") -> None:
+        code = cause.errno
+        name = errno_codes.errorcode.get(code, "") if code is not None else ""
+        why = cause.strerror or str(cause) or type(cause).__name__
+        tag = f" (errno {code} {name})" if code is not None else ""
+        super().__init__(code, f"cannot write {path}: {why}{tag}{note}")
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[1])
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def write_atomic(path: str | Path, chunks: Iterable[bytes | memoryview], *, note: str = "") -> Path:
+    """Write ``chunks`` to ``path`` through a temporary file and a rename: readers see the old
+    file or the complete new one, never a part (also after a crash or kill -9).
+
+    Raises:
+        RunWriteError: the folder or file cannot be written (disk full, permissions, ...); the
+            temporary file is removed and an existing ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = -1
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        for chunk in chunks:
+            _write_all(fd, chunk)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+    except OSError as e:
+        if fd >= 0:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise RunWriteError(path, e, note) from e
+    try:  # make the rename itself durable; not every filesystem lets a folder be fsynced
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return path
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line (a newline is added) to ``path``.
+
+    Raises:
+        RunWriteError: naming the file and the cause.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            _write_all(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise RunWriteError(path, e) from e
 
 
 class RunLogger:
@@ -25,14 +110,21 @@ class RunLogger:
     def __init__(self, out_dir: str | Path, *, tensorboard: bool = True, append: bool = False,
                  start_step: int = 0) -> None:
         self.dir = Path(out_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "metrics.jsonl"
         kept: list[str] = []
         if append and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                if line.strip() and json.loads(line).get("step", -1) <= start_step:
+            for n, line in enumerate(self.path.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    step = json.loads(line).get("step", -1)
+                except ValueError:  # a line cut short by a kill during its write
+                    warnings.warn(f"{self.path}: line {n} is not JSON (an interrupted write); "
+                                  "dropped", RuntimeWarning, stacklevel=2)
+                    continue
+                if step <= start_step:
                     kept.append(line)
-        self.path.write_text("".join(line + "\n" for line in kept))
+        write_atomic(self.path, ["".join(line + "\n" for line in kept).encode()])
         self._tb = None
         if tensorboard:
             try:
@@ -44,8 +136,7 @@ class RunLogger:
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         row = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_line(self.path, json.dumps(row))
         if self._tb is not None:
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
@@ -96,47 +187,10 @@ def plot_curves(metrics_path: str | Path, out_png: str | Path,
         ax.axis("off")
     fig.tight_layout()
     out = Path(out_png)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=100)
+    except OSError as e:
+        raise RunWriteError(out, e) from e
+    finally:
+        plt.close(fig)
     return out
-
-
-def capture_rng() -> dict[str, Any]:
-    """The global RNG states (python, numpy's legacy global, torch CPU)."""
-    import torch
-
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state()}
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-
-
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Atomically write a checkpoint (``torch.save`` of plain state dicts and RNG states)."""
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-    return path
-
-
-def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """The newest ``checkpoints/step_*.pt`` of a run, if any."""
-    ckpts = sorted(Path(out_dir, "checkpoints").glob("step_*.pt"),
-                   key=lambda p: int(p.stem.split("_")[1]))
-    return ckpts[-1] if ckpts else None
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=False)

@@ -14,22 +14,24 @@ import copy
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reasonenv.agents.config import ConfigError, TrainConfig, save_config
-from reasonenv.agents.grpo import loss_denominator, policy_loss, token_logprobs
-from reasonenv.agents.runlog import (
-    RunLogger,
+from reasonenv.agents.checkpoints import (
+    CheckpointWarning,
     capture_rng,
-    latest_checkpoint,
-    load_checkpoint,
-    plot_curves,
+    checkpoint_path,
+    load_latest,
     restore_rng,
     save_checkpoint,
 )
+from reasonenv.agents.config import ConfigError, TrainConfig, save_config
+from reasonenv.agents.grpo import loss_denominator, policy_loss, token_logprobs
+from reasonenv.agents.preflight import check_config
+from reasonenv.agents.runlog import RunLogger, plot_curves
 from reasonenv.agents.samples import (
     TrainSample,
     collate,
@@ -67,9 +69,14 @@ class Trainer:
         cfg: The resolved configuration.
         model: An already-loaded causal LM (default: load ``cfg.model``).
         tokenizer: Its tokenizer.
+
+    Raises:
+        ConfigError: a value :func:`~reasonenv.agents.preflight.check_config` rejects, before
+            the model (or anything else) is loaded.
     """
 
     def __init__(self, cfg: TrainConfig, model: Any = None, tokenizer: Any = None) -> None:
+        check_config(cfg, check_model=model is None)  # before anything is loaded
         import torch
 
         import reasonenv
@@ -299,8 +306,8 @@ class Trainer:
         cfg = self.cfg
         out = Path(cfg.run.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        if cfg.run.resume and (ck := latest_checkpoint(out)) is not None:
-            self.load_state(load_checkpoint(ck))
+        if cfg.run.resume:
+            self.resume(out)
         if self.rank == 0:
             save_config(cfg, out / "config.yaml")
         log = RunLogger(out, tensorboard=cfg.run.tensorboard and self.rank == 0,
@@ -331,7 +338,7 @@ class Trainer:
                 bar.set_postfix(acc=f"{metrics['accuracy']:.2f}", loss=f"{metrics['loss']:.3f}")
             every = cfg.run.checkpoint_every
             if self.rank == 0 and ((every and self.step % every == 0) or self.step == cfg.run.steps):
-                save_checkpoint(out / "checkpoints" / f"step_{self.step}.pt", self.state_dict())
+                save_checkpoint(checkpoint_path(out, self.step), self.state_dict())
         if bar is not None:
             bar.close()
         if log is not None:
@@ -362,6 +369,20 @@ class Trainer:
         return m
 
     # ------------------------------------------------------------------ checkpoints
+    def resume(self, out: Path) -> None:
+        """Load the newest readable checkpoint of ``out`` (unreadable ones are skipped with a
+        warning naming them); with none at all, warn and start at step 0.
+
+        Raises:
+            CheckpointError: checkpoints exist but none is readable.
+        """
+        found = load_latest(out)
+        if found is None:
+            warnings.warn(f"run.resume=true but {out / 'checkpoints'} holds no checkpoint; "
+                          "starting at step 0", CheckpointWarning, stacklevel=2)
+            return
+        self.load_state(found[1])
+
     def state_dict(self) -> dict[str, Any]:
         gen = getattr(self.policy, "_gen", None)
         return {

@@ -1,5 +1,5 @@
-"""The ``reasonenv`` command line: ``train``, ``eval``, ``compare``, ``grade``, ``demo``, ``verifier``,
-``shapers``, ``envs``."""
+"""The ``reasonenv`` command line: ``train``, ``sft``, ``eval``, ``compare``, ``grade``, ``demo``,
+``verifier``, ``shapers``, ``envs``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ AGENT_COMMANDS = {
     "demo": "reasonenv.agents.demo:run_demo_command",
     "train": "reasonenv.agents.train_cli:run_train_command",
     "eval": "reasonenv.agents.eval_cli:run_eval_command",
+    "sft": "reasonenv.agents.sft_cli:run_sft_command",
     "verifier": "reasonenv.agents.verifier_cli:run_verifier_command",
 }
 # Arguments defined next to their agent command (torch-free modules), found the same way.
@@ -49,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set optim.lr=1e-5 (repeatable)")
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+    sft = sub.add_parser("sft", help="train the tiny testbed model on worked solutions (cached)")
+    sft.add_argument("--config", help="YAML config (configs/tiny/sft.yaml)")
+    sft.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value, e.g. --set train.steps=300 (repeatable)")
+    sft.add_argument("--force", action="store_true", help="retrain even when the folder is up to date")
+    sft.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
     from reasonenv.evaluation.cli import add_eval_arguments
     from reasonenv.evaluation.compare import add_compare_arguments

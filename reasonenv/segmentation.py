@@ -108,7 +108,7 @@ class Segmenter:
         return text.find(self.delimiter, max(start, checked - len(self.delimiter) + 1)) >= 0
 
     def ends_with_delta(self, tail: str, delta: str, n_tokens: int) -> tuple[bool, str]:
-        """Incremental check for a sampler that only sees each token's new text.
+        r"""Incremental check for a sampler that only sees each token's new text.
 
         ``tail`` is the end of the current step so far (what this returned last time; ``""`` at
         the step's start), ``delta`` the new token's text. Returns whether the step is now

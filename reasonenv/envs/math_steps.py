@@ -97,6 +97,7 @@ class MathStepsEnv(gym.Env[str, Any]):
         last_number_fallback: bool = False,
         render_mode: str | None = None,
     ) -> None:
+        from reasonenv.grading import check_timeout
         from reasonenv.problems import make_source
         from reasonenv.shaping.pipeline import RewardPipeline
 
@@ -104,6 +105,7 @@ class MathStepsEnv(gym.Env[str, Any]):
                             ("max_step_chars", max_step_chars), ("max_prompt_chars", max_prompt_chars)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_timeout(grader_timeout, field="grader_timeout")
         if obs_mode not in ("text", "dict"):
             raise ValueError(f"obs_mode must be 'text' or 'dict', got {obs_mode!r}")
         if obs_mode == "dict" and tokenizer is None:

@@ -12,7 +12,7 @@ Example:
 """
 
 from reasonenv.grading.extract import extract_answer, has_final_answer
-from reasonenv.grading.grader import Grader, default_grader, grade, grade_batch
+from reasonenv.grading.grader import Grader, check_timeout, default_grader, grade, grade_batch
 from reasonenv.grading.normalize import normalize
 from reasonenv.grading.verdict import REASONS, Verdict
 
@@ -20,6 +20,7 @@ __all__ = [
     "REASONS",
     "Grader",
     "Verdict",
+    "check_timeout",
     "default_grader",
     "extract_answer",
     "grade",

@@ -1,18 +1,27 @@
 """Worker process entry point: ``python -m reasonenv.grading._worker [memory_limit_mb]``.
 
-Protocol: one JSON object per line on stdin (a task), one JSON object per line on stdout (its
-result). The first line written is ``{"op": "ready"}`` once sympy and the LaTeX grammar are
+Protocol: one JSON object per line in (a task), one JSON object per line out (its result). The
+first line written is ``{"op": "ready", "pid": ...}`` once sympy and the LaTeX grammar are
 loaded. Stray prints from libraries go to stderr, never into the protocol stream.
+
+Two ways to run:
+
+* ``_worker MB``: one worker on stdin/stdout (a fresh interpreter; ~3-4 s to warm up);
+* ``_worker MB --zygote FD``: a fork server. It warms up once, then forks a ready worker per
+  request in a few milliseconds, so replacing a killed worker costs almost nothing. Each
+  forked worker talks over its own socket, passed in by the pool.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import sys
 import threading
 import time
-from typing import Any
+from typing import IO, Any
 
 
 def _limit_memory(megabytes: int) -> None:
@@ -59,12 +68,16 @@ def handle(task: dict[str, Any]) -> dict[str, Any]:
     try:
         if op == "compare":
             d = symbolic_compare(task["pred"], task["ref"], float(task["rel_tol"]))
-            return {"ok": True, "correct": d.correct, "reason": d.reason, "reference_ok": True}
+            return {"ok": True, "correct": d.correct, "reason": d.reason, "reference_ok": True,
+                    "error": d.note}  # fmt: skip
         if op == "check_reference":
             check_reference(task["ref"])
             return {"ok": True, "reference_ok": True}
         if op == "math_verify":
             return {"ok": True, "result": _math_verify(task["pred"], task["ref"])}
+        if op == "clear_caches":  # benchmarks: forget parsed answers (parser tables stay warm)
+            _clear_caches()
+            return {"ok": True}
         if op == "sleep":  # diagnostics / tests: simulate a hung computation
             time.sleep(float(task.get("seconds", 3600)))
             return {"ok": True}
@@ -76,24 +89,9 @@ def handle(task: dict[str, Any]) -> dict[str, Any]:
     return {"ok": False, "error": f"unknown op {op!r}"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Serve tasks until stdin closes."""
-    argv = sys.argv[1:] if argv is None else argv
-    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    sys.stdout = sys.stderr
-    sys.setrecursionlimit(3000)
-    _limit_memory(int(argv[0]) if argv else 0)
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-
-    from reasonenv.grading.parse import to_sympy
-    from reasonenv.grading.symbolic import symbolic_compare
-
-    symbolic_compare(r"\frac{1}{2}x", "x/2")  # warm up sympy + the grammar
-    to_sympy("1")
-    protocol.write(json.dumps({"op": "ready", "pid": os.getpid()}) + "\n")
-
-    for line in sys.stdin:
+def serve(inp: IO[str], out: IO[str]) -> None:
+    """Answer tasks read from ``inp`` (JSON lines) on ``out`` until ``inp`` closes."""
+    for line in inp:
         if not line.strip():
             continue
         task: Any = None
@@ -107,7 +105,82 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # report, never die on a bad task
             result = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
         result["id"] = task.get("id") if isinstance(task, dict) else None
-        protocol.write(json.dumps(result) + "\n")
+        out.write(json.dumps(result) + "\n")
+        out.flush()
+
+
+def _warm_up() -> None:
+    from reasonenv.grading.parse import to_sympy
+    from reasonenv.grading.symbolic import symbolic_compare
+
+    symbolic_compare(r"\frac{1}{2}x", "x/2")  # import sympy + the grammar, fill their caches
+    to_sympy("1")
+
+
+def _clear_caches() -> None:
+    from sympy.core.cache import clear_cache
+
+    from reasonenv.grading.parse import to_sympy
+
+    to_sympy.cache_clear()
+    clear_cache()
+
+
+def _forked_child(conn: socket.socket) -> None:
+    """Body of a worker forked by the zygote: serve tasks on ``conn``, never return."""
+    code = 0
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+        out = conn.makefile("w", encoding="utf-8")
+        out.write(json.dumps({"op": "ready", "pid": os.getpid()}) + "\n")
+        out.flush()
+        serve(conn.makefile("r", encoding="utf-8"), out)
+    except BaseException:  # noqa: BLE001 - a child must never fall back into the zygote loop
+        code = 1
+    os._exit(code)
+
+
+def zygote(control_fd: int) -> int:
+    """Fork server: warm up once, then fork one ready worker per request.
+
+    Each request on the control socket is one byte carrying (``SCM_RIGHTS``) the socket the new
+    worker serves tasks on. Forked workers are reaped automatically (``SIGCHLD`` ignored) and
+    exit when the zygote does. The zygote stays single-threaded so that forking is safe.
+    """
+    control = socket.socket(fileno=control_fd)
+    _warm_up()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(control, 1, 1)
+        except OSError:
+            return 0
+        if not msg:
+            return 0  # the pool closed its end (or the parent died)
+        if not fds:
+            continue
+        conn = socket.socket(fileno=fds[0])
+        if os.fork() == 0:
+            control.close()
+            _forked_child(conn)
+        conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve tasks on stdin/stdout, or with ``--zygote FD`` run the fork server on socket FD."""
+    argv = sys.argv[1:] if argv is None else argv
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    sys.setrecursionlimit(3000)
+    _limit_memory(int(argv[0]) if argv else 0)
+    if len(argv) >= 3 and argv[1] == "--zygote":
+        return zygote(int(argv[2]))
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    _warm_up()
+    protocol.write(json.dumps({"op": "ready", "pid": os.getpid()}) + "\n")
+    serve(sys.stdin, protocol)
     return 0
 
 

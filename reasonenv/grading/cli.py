@@ -50,7 +50,7 @@ def run_grade(args: argparse.Namespace) -> int:
         correct: True  (exact)
         0
     """
-    from reasonenv.grading.grader import Grader
+    from reasonenv.grading.grader import Grader, check_timeout
 
     if args.response_file is not None:
         try:
@@ -63,6 +63,11 @@ def run_grade(args: argparse.Namespace) -> int:
             return 2
     else:
         response = args.response
+    try:
+        check_timeout(args.timeout, field="--timeout")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     with Grader(n_workers=1, timeout=args.timeout) as grader:
         verdict = grader.grade(
             response,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from reasonenv.grading.normalize import strip_assignment
@@ -55,10 +55,18 @@ _WORD_RE = re.compile(r"[A-Za-z][A-Za-z' -]+")
 
 @dataclass(frozen=True)
 class Decision:
-    """A definite comparison outcome: ``correct`` and the ladder step that decided it."""
+    """A definite comparison outcome: ``correct``, the ladder step that decided it, and an
+    optional ``note`` saying why the decision is not an ordinary one (it becomes
+    :attr:`Verdict.error`), e.g. the prediction could not be parsed.
+
+    Example:
+        >>> Decision(False, "mismatch", note="cannot parse 'x+'").note
+        "cannot parse 'x+'"
+    """
 
     correct: bool
     reason: str
+    note: str | None = field(default=None, compare=False, repr=False)
 
 
 LeafFn = Callable[[str, str], "Decision | None"]
@@ -145,8 +153,9 @@ def cheap_leaf(pred: str, ref: str, rel_tol: float = DEFAULT_REL_TOL) -> Decisio
 
 
 def _combine(decisions: list[Decision | None]) -> Decision | None:
-    if any(d is not None and not d.correct for d in decisions):
-        return Decision(False, MISMATCH)
+    wrong = [d for d in decisions if d is not None and not d.correct]
+    if wrong:
+        return Decision(False, MISMATCH, note=next((d.note for d in wrong if d.note), None))
     if any(d is None for d in decisions):
         return None
     reason = max((d.reason for d in decisions if d is not None), key=_RANK.get, default=EXACT)
@@ -190,7 +199,8 @@ def _match_unordered(p: tuple[Node, ...], r: tuple[Node, ...], leaf: LeafFn) -> 
         return _combine([table[i, j] for j, i in enumerate(match_of_ref) if i is not None])
     if any(cell(i, j) is None for i in range(len(p)) for j in range(len(r))):
         return None
-    return Decision(False, MISMATCH)
+    notes = [d.note for d in table.values() if d is not None and d.note]
+    return Decision(False, MISMATCH, note=notes[0] if notes else None)
 
 
 def _as_vector(node: Node) -> tuple[Node, ...] | None:

