@@ -26,9 +26,16 @@ _SPLITS = {"\n": "\n", "\n\n": "\n\n", "\\n": "\n", "\\n\\n": "\n\n", "newline":
            "double_newline": "\n\n"}
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line on stderr (exit 2), without the usage."""
+
+    def error(self, message: str) -> Any:  # argparse's hook; never returns
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def add_verifier_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``reasonenv verifier collect`` and ``reasonenv verifier train``."""
-    sub = p.add_subparsers(dest="verifier_command", required=True)
+    sub = p.add_subparsers(dest="verifier_command", required=True, parser_class=_OneLineParser)
     c = sub.add_parser("collect", help="sample responses and MC continuations from every step prefix")
     c.add_argument("--policy", required=True, help="base policy: a causal LM folder or name")
     c.add_argument("--problems", default="procedural:arithmetic?difficulty=1", help="problem source spec")
@@ -88,16 +95,52 @@ def run_verifier_command(args: argparse.Namespace) -> int:
         return _fail(str(e))
 
 
+def _flag_error(flag: str, value: Any, why: str) -> ValueError:
+    return ValueError(" ".join(f"{flag} {value!r}: {why}".split()))
+
+
+def _check_ints(args: argparse.Namespace, flags: dict[str, int]) -> None:
+    """Each ``dest -> lowest allowed`` int of ``flags``; the message names ``--dest``."""
+    for dest, low in flags.items():
+        v = getattr(args, dest)
+        if v is not None and v < low:
+            raise _flag_error("--" + dest.replace("_", "-"), v, f"must be an int >= {low}")
+
+
+def _check_model(flag: str, name: Any) -> None:
+    """A model folder (with config.json), a packaged model or a reachable hub id; no load."""
+    from reasonenv.agents.preflight import check_model_name
+
+    try:
+        check_model_name(flag, name)
+    except ValueError as e:  # ConfigError "flag='x': why" -> "flag 'x': why"
+        raise ValueError(str(e).replace(f"{flag}=", f"{flag} ", 1)) from None
+
+
 def collect_config(args: argparse.Namespace) -> Any:
-    """The checked :class:`~reasonenv.agents.verifiers.CollectConfig` of ``collect`` flags."""
+    """The checked :class:`~reasonenv.agents.verifiers.CollectConfig` of ``collect`` flags.
+
+    Raises:
+        ValueError: One line naming the first bad flag and its value (no model is loaded).
+    """
     from reasonenv.agents.verifiers import CollectConfig
     from reasonenv.problems import make_source
 
+    _check_ints(args, {"limit": 1, "n": 1, "m": 1, "max_tokens": 1, "max_step_tokens": 1,
+                       "max_new_tokens": 1, "batch_problems": 1, "seed": 0})
+    for flag, v, ok, what in (("--temperature", args.temperature, args.temperature >= 0, ">= 0"),
+                              ("--top-p", args.top_p, 0 < args.top_p <= 1, "in (0, 1]")):
+        if not ok:  # nan fails every comparison
+            raise _flag_error(flag, v, f"must be {what}")
     if args.split not in _SPLITS:
-        raise ValueError(f"--split {args.split!r}; valid: \\n\\n, \\n, newline, double_newline")
-    make_source(args.problems)  # an unknown spec lists the valid ones
-    if not args.policy.strip():
-        raise ValueError(f"--policy must name a model folder, got {args.policy!r}")
+        raise _flag_error("--split", args.split, "valid: \\n\\n, \\n, newline, double_newline")
+    if args.prompt is not None and "{question}" not in args.prompt:
+        raise _flag_error("--prompt", args.prompt, "must contain {question}")
+    try:
+        make_source(args.problems)  # an unknown spec lists the valid ones
+    except (ValueError, OSError, ImportError) as e:
+        raise _flag_error("--problems", args.problems, str(e)) from None
+    _check_model("--policy", args.policy)
     fields = ("policy", "problems", "limit", "n", "m", "seed", "temperature", "top_p", "max_tokens",
               "max_step_tokens", "max_new_tokens", "prompt", "chat", "last_number_fallback",
               "batch_problems")
@@ -131,15 +174,24 @@ def collect_summary(stats: dict[str, Any], m: int) -> str:
 
 
 def train_settings(args: argparse.Namespace) -> Any:
-    """The checked :class:`~reasonenv.agents.verifiers.TrainSettings` of ``train`` flags."""
+    """The checked :class:`~reasonenv.agents.verifiers.TrainSettings` of ``train`` flags.
+
+    Raises:
+        ValueError: One line naming the first bad flag and its value (no model is loaded).
+    """
     from reasonenv.agents.verifiers import TrainSettings
 
+    _check_ints(args, {"K": 1, "epochs": 1, "batch_size": 1})
+    if not args.lr > 0:
+        raise _flag_error("--lr", args.lr, "must be > 0")
+    if not 0 <= args.val_frac < 1:
+        raise _flag_error("--val-frac", args.val_frac, "must be in [0, 1)")
     try:
         qs = tuple(float(q) for q in args.quantiles.split(",") if q.strip())
     except ValueError:
-        raise ValueError(f"--quantiles must be comma-separated numbers, got {args.quantiles!r}") from None
-    if not qs or any(not 0 < q < 1 for q in qs) or list(qs) != sorted(qs):
-        raise ValueError(f"--quantiles must be ascending levels in (0, 1), got {args.quantiles!r}")
+        raise _flag_error("--quantiles", args.quantiles, "must be comma-separated numbers") from None
+    if not qs or any(not 0 < q < 1 for q in qs) or list(qs) != sorted(set(qs)):
+        raise _flag_error("--quantiles", args.quantiles, "must be ascending distinct levels in (0, 1)")
     return TrainSettings(kind=args.kind, K=args.K, quantiles=qs, epochs=args.epochs, lr=args.lr,
                          train_base=args.train_base, val_frac=args.val_frac,
                          split_seed=args.split_seed, batch_size=args.batch_size, seed=args.seed)
@@ -151,13 +203,23 @@ def _train(args: argparse.Namespace) -> int:
     from reasonenv.evaluation.evaluate import benchmark_problems
 
     settings = train_settings(args)
-    records = V.read_records(args.data)
-    cfg = V.read_collect_config(args.data)
+    try:
+        records = V.read_records(args.data)
+        cfg = V.read_collect_config(args.data)
+    except FileNotFoundError as e:
+        raise _flag_error("--data", args.data, str(e)) from None
+    if settings.kind == "value" and records and min(int(r["m"]) for r in records) < settings.K:
+        raise _flag_error("--K", settings.K, f"needs m >= K continuations per prefix; {args.data!r} "
+                          f"has m={min(int(r['m']) for r in records)}")
     V.check_data(records, settings)
-    V.split_problems([r["problem_id"] for r in records], settings.val_frac, settings.split_seed)
+    try:
+        V.split_problems([r["problem_id"] for r in records], settings.val_frac, settings.split_seed)
+    except ValueError as e:
+        raise _flag_error("--val-frac", settings.val_frac, str(e)) from None
     base = args.base or cfg.get("policy")
     if not base:
-        raise ValueError(f"--base is needed: {args.data!r} does not name its policy")
+        raise _flag_error("--base", base, f"is needed: {args.data!r} does not name its policy")
+    _check_model("--base" if args.base else "--base (the collect policy)", base)
     prompts = {r["problem_id"]: r["prompt"] for r in records}
     problems = benchmark_problems(cfg["problems"], cfg["limit"], seed=cfg["seed"])
     solutions = vm.corrupted_solutions(problems, prompts, cfg["split"])
