@@ -68,29 +68,39 @@ def value_targets(record: Mapping[str, Any], K: int) -> list[float]:
     return [bok_unbiased(int(c), m, K) for c in record["c"][: len(record["steps"])]]
 
 
+def _unit_hash(seed: int, problem_id: str) -> float:
+    """A problem id's place in [0, 1): ``sha256(seed, id)`` read as a fraction."""
+    digest = hashlib.sha256(f"{int(seed)}\0{problem_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
 def split_problems(ids: Sequence[str], val_frac: float, seed: int = 0) -> tuple[list[str], list[str]]:
     """``(train ids, validation ids)``: whole problems, never prefixes of one problem on both sides.
 
-    The distinct ids are ordered by ``sha256(seed, id)`` and the first ``round(val_frac * n)``
-    (at least 1 when ``val_frac > 0``) are held out: deterministic, and the same problem lands on
-    the same side whatever else is in the data.
+    A problem is held out when its :func:`_unit_hash` is below ``val_frac``, so the split is
+    deterministic and a problem lands on the same side whatever else is in the data (about
+    ``val_frac`` of the problems are held out, not exactly). When that holds out nothing but
+    ``val_frac > 0``, the problem with the lowest hash is held out.
 
     Raises:
         ValueError: ``val_frac`` outside [0, 1), or a split that leaves no training problem.
 
     Example:
         >>> train, val = split_problems(["a", "b", "c", "d"], 0.25)
-        >>> len(train), len(val), sorted(train + val)
-        (3, 1, ['a', 'b', 'c', 'd'])
+        >>> len(val) >= 1, sorted(train + val), set(train) & set(val)
+        (True, ['a', 'b', 'c', 'd'], set())
     """
-    if not isinstance(val_frac, (int, float)) or not 0.0 <= val_frac < 1.0:
+    if isinstance(val_frac, bool) or not isinstance(val_frac, (int, float)) or not 0.0 <= val_frac < 1.0:
         raise ValueError(f"val_frac must be in [0, 1), got {val_frac!r}")
-    distinct = sorted(set(ids), key=lambda i: hashlib.sha256(f"{int(seed)}\0{i}".encode()).hexdigest())
-    n_val = 0 if val_frac == 0 else max(1, round(val_frac * len(distinct)))
-    if n_val >= len(distinct):
-        raise ValueError(f"val_frac={val_frac} of {len(distinct)} problem(s) leaves no training "
+    u = {i: _unit_hash(seed, i) for i in set(ids)}
+    val = {i for i, h in u.items() if h < val_frac}
+    if val_frac > 0 and not val and u:
+        val = {min(u, key=lambda i: (u[i], i))}
+    train = set(u) - val
+    if not train:
+        raise ValueError(f"val_frac={val_frac} of {len(u)} problem(s) leaves no training "
                          "problem; collect more problems or lower val_frac")
-    return sorted(distinct[n_val:]), sorted(distinct[:n_val])
+    return sorted(train), sorted(val)
 
 
 def read_records(data_dir: str | Path) -> list[dict[str, Any]]:
