@@ -87,13 +87,16 @@ def test_binned_ece_and_localisation_by_hand():
 
     sols = [{"steps": ["a", "b", "c"], "first_error_step": 1, "traj_bad": [0.5, 0.6, 0.2, 0.1],
              "traj_good": [0.5, 0.6, 0.7, 0.9]},
-            {"steps": ["a", "b"], "first_error_step": 0, "traj_bad": [0.5, 0.7, 0.1],
+            {"steps": ["a", "b", "c"], "first_error_step": 2, "traj_bad": [0.5, 0.4, 0.45, 0.0],
+             "traj_good": [0.5, 0.6, 0.7, 0.8]},
+            {"steps": ["a", "b"], "first_error_step": 0, "traj_bad": [0.5, 0.3, 0.4],
              "traj_good": [0.5, 0.7, 0.8]}]
     loc = vm.localisation(Scorer(), sols)
-    # solution 1: terms [+0.1, -0.4, -0.1] -> first drop 1 (hit), lowest 1 (hit)
-    # solution 2: terms [+0.2, -0.6] -> first drop 1 (miss: the error is step 0), lowest 1 (miss)
-    assert loc["first_drop"] == 0.5 and loc["lowest"] == 0.5
-    assert loc["chance"] == pytest.approx((1 / 3 + 1 / 2) / 2)
+    # 1: terms [+0.1, -0.4, -0.1]: first drop 1 (hit), lowest 1 (hit)
+    # 2: terms [-0.1, +0.05, -0.45]: first drop 0 (miss: the error is step 2), lowest 2 (hit)
+    # 3: terms [-0.2, +0.1]: first drop 0 (hit), lowest 0 (hit)
+    assert loc["first_drop"] == pytest.approx(2 / 3) and loc["lowest"] == 1.0
+    assert loc["chance"] == pytest.approx((1 / 3 + 1 / 3 + 1 / 2) / 3)
     assert loc["worked_vs_corrupted_auroc"] == 1.0
 
 
