@@ -63,6 +63,25 @@ def test_prm_folder_loads_through_services_with_the_same_scores(trained):
     assert isinstance(loaded, QuantileHeadPRM) and loaded.quantiles == (0.1, 0.5, 0.9)
     items = [("What is 3?", [GOOD, BAD, "so \\boxed{1}."])]
     np.testing.assert_allclose(loaded.score(items)[0], prm.score(items)[0], atol=1e-6)
+    assert (folder / "quantile_head.safetensors").is_file() and not list(folder.glob("*.pt"))
+
+
+def test_prm_folder_of_the_older_pickle_format_still_loads(trained, tmp_path):
+    import shutil
+
+    from reasonenv.models.prm import QuantileHeadPRM
+
+    prm, folder = trained["prm"]
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    (old / "quantile_head.safetensors").unlink()
+    torch.save(prm.head.state_dict(), old / "quantile_head.pt")
+    items = [("What is 3?", [GOOD, "so \\boxed{1}."])]
+    np.testing.assert_allclose(QuantileHeadPRM.from_pretrained(str(old)).score(items)[0],
+                               prm.score(items)[0], atol=1e-6)
+    (old / "quantile_head.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="not a QuantileHeadPRM folder"):
+        QuantileHeadPRM.from_pretrained(str(old))
 
 
 def test_value_head_folder_loads_through_services_with_the_same_values(trained):
