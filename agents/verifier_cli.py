@@ -55,7 +55,10 @@ def add_verifier_arguments(p: argparse.ArgumentParser) -> None:
                    help="chat template (auto: when the tokenizer has one)")
     c.add_argument("--last-number-fallback", dest="last_number_fallback", action="store_true",
                    help="grade the last number when no final answer is marked")
-    c.add_argument("--batch-problems", dest="batch_problems", type=int, default=4)
+    c.add_argument("--batch-problems", dest="batch_problems", type=int, default=4,
+                   help="problems per env batch and per batched prover call (default 4)")
+    c.add_argument("--sampler-batch", dest="sampler_batch", type=int, default=64,
+                   help="continuation rows per generate() call (default 64; speed only)")
     c.add_argument("--out", required=True, help="collect folder (resumable)")
     c.add_argument("--no-resume", dest="resume", action="store_false", help="start over in --out")
     c.add_argument("--progress", action="store_true", help="progress bar of the rollouts")
@@ -127,7 +130,7 @@ def collect_config(args: argparse.Namespace) -> Any:
     from reasonenv.problems import make_source
 
     _check_ints(args, {"limit": 1, "n": 1, "m": 1, "max_tokens": 1, "max_step_tokens": 1,
-                       "max_new_tokens": 1, "batch_problems": 1, "seed": 0})
+                       "max_new_tokens": 1, "batch_problems": 1, "sampler_batch": 1, "seed": 0})
     for flag, v, ok, what in (("--temperature", args.temperature, args.temperature >= 0, ">= 0"),
                               ("--top-p", args.top_p, 0 < args.top_p <= 1, "in (0, 1]")):
         if not ok:  # nan fails every comparison
@@ -143,7 +146,7 @@ def collect_config(args: argparse.Namespace) -> Any:
     _check_model("--policy", args.policy)
     fields = ("policy", "problems", "limit", "n", "m", "seed", "temperature", "top_p", "max_tokens",
               "max_step_tokens", "max_new_tokens", "prompt", "chat", "last_number_fallback",
-              "batch_problems")
+              "batch_problems", "sampler_batch")
     return CollectConfig(**{f: getattr(args, f) for f in fields}, split=_SPLITS[args.split])
 
 

@@ -148,10 +148,11 @@ class CollectConfig:
     chat: str = "auto"  # chat template: "on", "off", "auto" (when the tokenizer has one)
     last_number_fallback: bool = False  # grade like a lenient env (responses and continuations)
     batch_problems: int = 4  # problems per env batch and per batched prover call
+    sampler_batch: int = 64  # continuation rows per generate() call (bigger: fewer Python loops)
     format: str = FORMAT
 
     def __post_init__(self) -> None:
-        for name in ("limit", "n", "m", "max_tokens", "max_step_tokens", "batch_problems"):
+        for name in ("limit", "n", "m", "max_tokens", "max_step_tokens", "batch_problems", "sampler_batch"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -229,7 +230,8 @@ def _policy_and_sampler(cfg: CollectConfig) -> tuple[Any, Any, Any]:
         temperature=cfg.temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens,
         split=cfg.split, seed=cfg.seed))
     sampler = HFSampler(policy.model, policy.tokenizer, temperature=cfg.temperature,
-                        top_p=cfg.top_p, max_new_tokens=int(cfg.max_new_tokens or cfg.max_tokens))
+                        top_p=cfg.top_p, max_new_tokens=int(cfg.max_new_tokens or cfg.max_tokens),
+                        batch_size=cfg.sampler_batch)
     return policy, sampler, policy.tokenizer
 
 
@@ -237,7 +239,8 @@ def _check_resume(out: Path, plain: dict[str, Any], resume: bool) -> None:
     cfg_path, rec_path = out / CONFIG_FILE, out / RECORDS_FILE
     if resume and cfg_path.is_file() and rec_path.is_file():
         old = json.loads(cfg_path.read_text(encoding="utf-8"))
-        diff = sorted(k for k in set(old) | set(plain) if k != "batch_problems" and old.get(k) != plain.get(k))
+        diff = sorted(k for k in set(old) | set(plain) if k not in ("batch_problems", "sampler_batch")
+                      and old.get(k) != plain.get(k))
         if diff:
             raise ValueError(f"{str(out)!r} holds a collection with other settings ("
                              + ", ".join(f"{k}: {old.get(k)!r} vs {plain.get(k)!r}" for k in diff)
