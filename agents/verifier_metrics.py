@@ -14,7 +14,8 @@ Metrics (docs/verifiers.md):
   predictor: tau = 0.5, i.e. half the absolute error); ``mse`` of the median prediction;
 * ``ece``: binned calibration error of the median prediction against the MC target
   (:func:`binned_ece`, 10 equal-width bins);
-* ``auroc``: AUROC of the median prediction for the response's final outcome;
+* ``auroc``: AUROC of the median prediction for the response's final outcome
+  (``auroc_by_quantile``: the same for each quantile level);
 * localisation on corrupted worked solutions (ProcessBench-style): from the verifier's values
   ``s_{-1}`` (before step 1) and ``s_0..s_{K-1}`` (after each step), the progress terms
   ``s_k - s_{k-1}``; is the first negative one (``first_drop``), or the lowest one
@@ -206,7 +207,9 @@ def _point_metrics(pred: np.ndarray, target: np.ndarray, outcome: np.ndarray,
     med = pred[:, median_column(quantiles)] if len(pred) else np.zeros(0)
     return {"points": int(len(target)), "pinball": pinball(pred, target, quantiles),
             "mse": float(np.mean((med - target) ** 2)) if len(target) else None,
-            "ece": binned_ece(med, target), "auroc": auroc(med, outcome)}
+            "ece": binned_ece(med, target), "auroc": auroc(med, outcome),
+            "auroc_by_quantile": {str(q): auroc(pred[:, j], outcome) if len(pred) else None
+                                  for j, q in enumerate(quantiles)}}
 
 
 def constant_points(scorer: Any, train: Sequence[Mapping[str, Any]],
@@ -259,6 +262,11 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
         mc = metrics.get("mc_target", {}).get(key) if key == "auroc" else None
         lines.append(f"{label:<30}" + "".join(f"{_fmt(metrics.get(c, {}).get(key)):>12}" for c in cols)
                      + f"{_fmt(mc):>12}")
+    by_q = metrics.get("trained", {}).get("auroc_by_quantile") or {}
+    if len(by_q) > 1:  # the other quantile levels of a PRM
+        for q in list(by_q)[:: len(by_q) - 1]:
+            vals = [metrics.get(c, {}).get("auroc_by_quantile", {}).get(q) for c in cols]
+            lines.append(f"{'AUROC (outcome), q=' + q:<30}" + "".join(f"{_fmt(v):>12}" for v in vals))
     loc = [("corrupted solutions", "solutions"), ("first error = first drop", "first_drop"),
            ("first error = lowest step", "lowest"), ("worked vs corrupted AUROC", "worked_vs_corrupted_auroc")]
     for label, key in loc:

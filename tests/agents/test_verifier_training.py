@@ -115,6 +115,9 @@ def test_trained_verifier_beats_untrained_and_constant_on_held_out_problems(char
     assert trained["pinball"] < untrained["pinball"]
     assert trained["pinball"] < 0.8 * const["pinball"] and trained["mse"] < const["mse"]
     assert trained["auroc"] > 0.6 and 0.5 < met["mc_target"]["auroc"] <= 1.0
+    levels = ["0.1", "0.5", "0.9"] if kind == "prm" else ["0.5"]
+    assert list(trained["auroc_by_quantile"]) == levels
+    assert trained["auroc_by_quantile"]["0.5"] == trained["auroc"]
     assert set(met["train_problems"]).isdisjoint(met["val_problems"])
     assert met["train_responses"] + met["val_responses"] == 40
     # the base stays frozen (only the head trains) and nothing is left trainable-flagged
