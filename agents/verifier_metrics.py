@@ -19,7 +19,9 @@ Metrics (docs/verifiers.md):
 * localisation on corrupted worked solutions (ProcessBench-style): from the verifier's values
   ``s_{-1}`` (before step 1) and ``s_0..s_{K-1}`` (after each step), the progress terms
   ``s_k - s_{k-1}``; is the first negative one (``first_drop``), or the lowest one
-  (``lowest``), the first wrong step? ``chance`` is the mean of 1/K (a random step).
+  (``lowest``), the first wrong step? ``chance`` is the mean of 1/K (a random step),
+  ``always_first`` the hit rate of always naming step 0 (what a flat verifier below its
+  prior gets from ``first_drop``).
   ``worked_vs_corrupted_auroc``: AUROC of the value after the last step for "worked" over
   "corrupted". A PRM has no score before step 1: ``s_{-1}`` is its prompt prior, the mean MC
   success rate of the training prompts.
@@ -177,7 +179,7 @@ def corrupted_solutions(problems: Sequence[Any], prompts: Mapping[str, str], spl
 def localisation(scorer: Any, solutions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """First-error localisation on corrupted solutions (see the module docstring)."""
     if not solutions:
-        return {"solutions": 0, "first_drop": None, "lowest": None, "chance": None,
+        return {"solutions": 0, "first_drop": None, "lowest": None, "chance": None, "always_first": None,
                 "worked_vs_corrupted_auroc": None}
     bad = scorer.trajectory(solutions, "steps")
     good = scorer.trajectory(solutions, "worked_steps")
@@ -191,6 +193,7 @@ def localisation(scorer: Any, solutions: Sequence[Mapping[str, Any]]) -> dict[st
     finals = [t[-1] for t in good] + [t[-1] for t in bad]
     return {"solutions": n, "first_drop": hits_drop / n, "lowest": hits_low / n,
             "chance": float(np.mean([1.0 / max(len(s["steps"]), 1) for s in solutions])),
+            "always_first": float(np.mean([s["first_error_step"] == 0 for s in solutions])),
             "worked_vs_corrupted_auroc": auroc(finals, [True] * n + [False] * n)}
 
 
@@ -217,7 +220,8 @@ def constant_points(scorer: Any, train: Sequence[Mapping[str, Any]],
     """Two references on the held-out points: the best constant and the MC targets themselves.
 
     ``constant``: the training targets' empirical quantiles at the verifier's levels (the
-    constant with the least pinball loss), no training of any model. ``mc_target``: the AUROC
+    constant with the least pinball loss), no training of any model; ``mean_mse`` is the MSE of
+    the training targets' mean (the constant with the least squared error). ``mc_target``: the AUROC
     of the MC target for the outcome (what a perfectly fitted verifier would reach).
     """
     y_tr, _ = _targets(scorer, train)
@@ -225,7 +229,10 @@ def constant_points(scorer: Any, train: Sequence[Mapping[str, Any]],
     qs = scorer.quantiles
     const = np.quantile(y_tr, qs) if len(y_tr) else np.full(len(qs), 0.5)
     pred = np.tile(const, (len(y_va), 1))
-    return {"constant": _point_metrics(pred, y_va, o_va, qs) | {"value": const.tolist()},
+    mean = float(y_tr.mean()) if len(y_tr) else 0.5
+    mean_mse = float(np.mean((y_va - mean) ** 2)) if len(y_va) else None
+    return {"constant": _point_metrics(pred, y_va, o_va, qs) | {"value": const.tolist(), "mean": mean,
+                                                              "mean_mse": mean_mse},
             "mc_target": {"auroc": auroc(y_va, o_va)}}
 
 
@@ -275,4 +282,7 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
         lines.append(f"{label:<30}" + "".join(f"{_fmt(v):>12}" for v in vals)
                      + f"{_fmt(chance if chance is not None else None):>12}" + f"{'':>12}")
     lines.append("(localisation: the constant column is chance, 1/K)")
+    const, loc_t = metrics.get("constant", {}), metrics.get("trained", {}).get("localisation", {})
+    lines.append(f"MSE of the training targets' mean: {_fmt(const.get('mean_mse'))}; "
+                 f"always naming step 0: {_fmt(loc_t.get('always_first'))}")
     return "\n".join(lines)

@@ -97,6 +97,7 @@ def test_binned_ece_and_localisation_by_hand():
     # 3: terms [-0.2, +0.1]: first drop 0 (hit), lowest 0 (hit)
     assert loc["first_drop"] == pytest.approx(2 / 3) and loc["lowest"] == 1.0
     assert loc["chance"] == pytest.approx((1 / 3 + 1 / 3 + 1 / 2) / 3)
+    assert loc["always_first"] == pytest.approx(1 / 3)
     assert loc["worked_vs_corrupted_auroc"] == 1.0
 
 
@@ -114,6 +115,7 @@ def test_trained_verifier_beats_untrained_and_constant_on_held_out_problems(char
     assert trained["points"] == untrained["points"] > 0
     assert trained["pinball"] < untrained["pinball"]
     assert trained["pinball"] < 0.8 * const["pinball"] and trained["mse"] < const["mse"]
+    assert trained["mse"] < const["mean_mse"]  # also beats the least-squares constant
     assert trained["auroc"] > 0.6 and 0.5 < met["mc_target"]["auroc"] <= 1.0
     levels = ["0.1", "0.5", "0.9"] if kind == "prm" else ["0.5"]
     assert list(trained["auroc_by_quantile"]) == levels
