@@ -1,4 +1,5 @@
-"""The ``reasonenv`` command line: ``train``, ``sft``, ``eval``, ``compare``, ``grade``, ``demo``, ``shapers``, ``envs``."""
+"""The ``reasonenv`` command line: ``train``, ``sft``, ``eval``, ``compare``, ``grade``, ``demo``, ``testbed``,
+``verifier``, ``shapers``, ``envs``."""
 
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ AGENT_COMMANDS = {
     "eval": "reasonenv.agents.eval_cli:run_eval_command",
     "sft": "reasonenv.agents.sft_cli:run_sft_command",
     "testbed": "reasonenv.agents.testbed:run_testbed_command",
+    "verifier": "reasonenv.agents.verifier_cli:run_verifier_command",
 }
+# Arguments defined next to their agent command (torch-free modules), found the same way.
+AGENT_ARGUMENTS = {"verifier": "reasonenv.agents.verifier_cli:add_verifier_arguments"}
 
 
-def _agent_command(command: str) -> Any:
-    module, func = AGENT_COMMANDS[command].split(":")
+def _agent_command(command: str, table: dict[str, str] = AGENT_COMMANDS) -> Any:
+    module, func = table[command].split(":")
     return getattr(importlib.import_module(module), func)
 
 
@@ -71,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_arguments(sub.add_parser("eval", help="evaluate a policy on benchmarks through the env"))
     add_compare_arguments(sub.add_parser("compare", help="two eval runs side by side, paired differences"))
+    _agent_command("verifier", AGENT_ARGUMENTS)(sub.add_parser(
+        "verifier", help="collect Monte-Carlo targets and train a PRM (PROGRS) or value head (PAV)"))
     sub.add_parser("envs", help="list the registered environment ids")
     return parser
 

@@ -135,7 +135,8 @@ class QuantileHeadPRM:
         (1, 3)
     """
 
-    HEAD_FILE = "quantile_head.pt"
+    HEAD_FILE = "quantile_head.safetensors"
+    LEGACY_HEAD_FILE = "quantile_head.pt"  # written before safetensors; read with weights_only
     CONFIG_FILE = "quantile_head.json"
 
     def __init__(self, base_model: Any, tokenizer: Any | None = None, *,
@@ -222,33 +223,53 @@ class QuantileHeadPRM:
         return losses
 
     def save_pretrained(self, path: str) -> None:
-        """Save the base (``save_pretrained``), the tokenizer, the head weights and settings."""
+        """Save the base (``save_pretrained``), the tokenizer, the head weights (safetensors, no
+        pickle) and settings."""
         import json
         from pathlib import Path
 
-        import torch
+        from safetensors.torch import save_file
 
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         self.base.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
-        torch.save(self.head.state_dict(), out / self.HEAD_FILE)
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.head.state_dict().items()}
+        save_file(state, str(out / self.HEAD_FILE))
         cfg = {"quantiles": list(self.quantiles), "step_tag": self.step_tag,
                "step_sep": self.step_sep, "add_bos": self.add_bos}
         (out / self.CONFIG_FILE).write_text(json.dumps(cfg, indent=2))
 
     @classmethod
     def from_pretrained(cls, path: str, *, dtype: str = "float32", **kwargs: Any) -> QuantileHeadPRM:
-        """Load what :meth:`save_pretrained` wrote (``kwargs`` override saved settings)."""
+        """Load what :meth:`save_pretrained` wrote (``kwargs`` override saved settings).
+
+        Raises:
+            FileNotFoundError: ``path`` is not a quantile-PRM folder (names the missing file).
+        """
         import json
         from pathlib import Path
 
-        import torch
-
-        cfg = json.loads((Path(path) / cls.CONFIG_FILE).read_text())
+        folder = Path(path)
+        cfg_path = folder / cls.CONFIG_FILE
+        head_path = folder / cls.HEAD_FILE
+        if not head_path.is_file() and (folder / cls.LEGACY_HEAD_FILE).is_file():
+            head_path = folder / cls.LEGACY_HEAD_FILE
+        for f in (cfg_path, head_path):
+            if not f.is_file():
+                raise FileNotFoundError(f"{str(f)!r} does not exist: {str(path)!r} is not a "
+                                        "QuantileHeadPRM folder (save_pretrained writes one)")
+        cfg = json.loads(cfg_path.read_text())
         cfg.update(kwargs)
         base, tok = load_model(str(path), None, kind="base", dtype=dtype)
         prm = cls(base, tok, **cfg)
-        state = torch.load(Path(path) / cls.HEAD_FILE, map_location=prm.base.device, weights_only=True)
-        prm.head.load_state_dict(state)
+        if head_path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(head_path), device=str(prm.base.device))
+        else:
+            import torch
+
+            state = torch.load(head_path, map_location=prm.base.device, weights_only=True)
+        prm.head.load_state_dict({k: v.to(prm.head.weight.dtype) for k, v in state.items()})
         return prm

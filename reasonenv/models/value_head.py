@@ -1,6 +1,10 @@
 """A learned value head as PAV's prover (an optional estimator behind ``ProverService``).
 
 Train it on Monte-Carlo Best-of-K targets; it then answers ``q_values`` with one forward.
+:meth:`ValueHeadProver.save_pretrained` writes a folder (the base model and tokenizer with
+``save_pretrained``, the head as ``value_head.safetensors``, its settings as ``value_head.json``;
+no pickle) that :meth:`ValueHeadProver.from_pretrained` and the services config
+(``{"prover": {"value_head": path}}``) load.
 """
 
 from __future__ import annotations
@@ -31,8 +35,12 @@ class ValueHeadProver:
     Example:
         >>> vh = ValueHeadProver(tiny_model(tok), tok, K=4)  # doctest: +SKIP
         >>> vh.fit(requests, mc.q_values(requests, K=4, m=20), epochs=100)  # doctest: +SKIP
-        >>> vh.q_values(requests, K=4, m=20)  # doctest: +SKIP
+        >>> vh.save_pretrained("runs/value_head")  # doctest: +SKIP
+        >>> ValueHeadProver.from_pretrained("runs/value_head").q_values(requests, K=4, m=20)  # doctest: +SKIP
     """
+
+    HEAD_FILE = "value_head.safetensors"
+    CONFIG_FILE = "value_head.json"
 
     def __init__(
         self,
@@ -125,3 +133,65 @@ class ValueHeadProver:
         for p, f in zip(self.base.parameters(), flags):
             p.requires_grad_(f)
         return losses
+
+    def save_pretrained(self, path: str) -> None:
+        """Write a folder :meth:`from_pretrained` loads: base + tokenizer, head, settings.
+
+        The base model and tokenizer go through their own ``save_pretrained`` (safetensors);
+        the head's weights go to ``value_head.safetensors`` and ``K`` / ``max_length`` to
+        ``value_head.json``. Nothing is pickled.
+        """
+        import json
+        from pathlib import Path
+
+        from safetensors.torch import save_file
+
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        self.base.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.head.state_dict().items()}
+        save_file(state, str(out / self.HEAD_FILE))
+        cfg = {"K": self.K, "max_length": self.max_length}
+        (out / self.CONFIG_FILE).write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+
+    @classmethod
+    def from_pretrained(cls, path: str, *, dtype: str = "float32", **kwargs: Any) -> ValueHeadProver:
+        """Load what :meth:`save_pretrained` wrote.
+
+        Args:
+            path: The folder.
+            dtype: torch dtype name of the base model.
+            **kwargs: Override saved settings or set ``batch_size``; ``K`` cannot change (the
+                head was trained for its ``K``).
+
+        Raises:
+            FileNotFoundError: ``path`` is not a value-head folder (names the missing file).
+            ValueError: An override of ``K`` that differs from the saved one, or an unknown key.
+        """
+        import json
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+
+        folder = Path(path)
+        cfg_path, head_path = folder / cls.CONFIG_FILE, folder / cls.HEAD_FILE
+        for f in (cfg_path, head_path):
+            if not f.is_file():
+                raise FileNotFoundError(f"{str(f)!r} does not exist: {str(path)!r} is not a "
+                                        "ValueHeadProver folder (save_pretrained writes one)")
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        unknown = sorted(set(kwargs) - {"K", "max_length", "batch_size"})
+        if unknown:
+            raise ValueError(f"ValueHeadProver.from_pretrained: unknown key(s) {unknown}; "
+                             "valid: ['K', 'batch_size', 'max_length']")
+        if "K" in kwargs and int(kwargs["K"]) != int(cfg["K"]):
+            raise ValueError(f"K={kwargs['K']!r} but the value head in {str(path)!r} was trained "
+                             f"for K={cfg['K']}")
+        cfg.update(kwargs)
+        base, tok = load_model(str(folder), None, kind="base", dtype=dtype)
+        vh = cls(base, tok, K=int(cfg["K"]), max_length=int(cfg["max_length"]),
+                 batch_size=int(cfg.get("batch_size", 8)))
+        state = load_file(str(head_path), device=str(vh.base.device))
+        vh.head.load_state_dict({k: v.to(vh.head.weight.dtype) for k, v in state.items()})
+        return vh

@@ -10,8 +10,12 @@ Spec keys (all optional):
   ``"step_tag"``: :class:`HFStepPRM`; ``"quantile"``: :meth:`QuantileHeadPRM.from_pretrained`).
 * ``"prover"``: a ``ProverService``; or a dict ``{"model": name, "temperature": 1.0,
   "top_p": 1.0, "max_new_tokens": 256, "batch_size": 8, "seed": 0, "cache_size": 100000}`` for
-  ``MCProver(HFSampler(...))``. Best-of-K's ``K`` and the ``m`` continuations per prefix are
-  options of the ``pav`` shaper (it passes them on every call), not of the prover.
+  ``MCProver(HFSampler(...))``; or ``{"value_head": path, "batch_size": 8, "max_length": ...,
+  "dtype": "float32"}`` for a learned verifier,
+  :meth:`~reasonenv.models.value_head.ValueHeadProver.from_pretrained` (the folder
+  ``reasonenv verifier train --kind value`` writes; it answers only the ``K`` it was trained
+  for). Best-of-K's ``K`` and the ``m`` continuations per prefix are options of the ``pav``
+  shaper (it passes them on every call), not of the prover.
 * ``"grader"``: a ``grade_batch``-like callable (default :func:`reasonenv.grading.grade_batch`).
 
 Importing this module does not import torch; model-backed services import it when built.
@@ -39,6 +43,7 @@ VALID_KEYS = ("grader", "prm", "prover", "ref_model")
 _PROVER_SAMPLER_KEYS = ("temperature", "top_p", "max_new_tokens", "batch_size", "dtype")
 _PROVER_KEYS = ("model", "seed", "cache_size", "max_prefix_chars", "last_number_fallback",
                 *_PROVER_SAMPLER_KEYS)
+_VALUE_HEAD_KEYS = ("value_head", "batch_size", "max_length", "dtype")
 
 
 def _bad(key: str, value: Any, expected: str) -> ValueError:
@@ -108,11 +113,26 @@ def _prm(value: Any) -> PRMScorer:
     return HFStepPRM(model, **kw)
 
 
+def _value_head_plan(kw: dict[str, Any]) -> tuple[str, Any]:
+    """("value_head", kwargs) from a ``{"value_head": path, ...}`` prover spec, checked."""
+    unknown = sorted(set(kw) - set(_VALUE_HEAD_KEYS))
+    if unknown:
+        raise ValueError(f"unknown services['prover'] key(s) {unknown} with 'value_head'; "
+                         f"valid: {sorted(_VALUE_HEAD_KEYS)}")
+    path = kw["value_head"]
+    if not isinstance(path, str) or not path.strip():
+        raise _bad("prover", {"value_head": path}, '{"value_head": "<folder>"}')
+    return "value_head", kw
+
+
 def _prover_plan(value: Any) -> tuple[str, Any]:
-    """What a ``prover`` value builds: ("mc", kwargs) or ("ready", obj)."""
-    expected = '{"model": name/path, "temperature": ..., "max_new_tokens": ...} or a ProverService'
+    """What a ``prover`` value builds: ("mc", kwargs), ("value_head", kwargs) or ("ready", obj)."""
+    expected = ('{"model": name/path, "temperature": ..., "max_new_tokens": ...}, '
+                '{"value_head": folder}, or a ProverService')
     if isinstance(value, Mapping):
         kw = dict(value)
+        if "value_head" in kw:
+            return _value_head_plan(kw)
         unknown = sorted(set(kw) - set(_PROVER_KEYS))
         if {"K", "m"} & set(unknown):
             raise ValueError(
@@ -133,6 +153,11 @@ def _prover(value: Any) -> ProverService:
     kind, kw = _prover_plan(value)
     if kind == "ready":
         return kw
+    if kind == "value_head":
+        from reasonenv.models.value_head import ValueHeadProver
+
+        path = kw.pop("value_head")
+        return ValueHeadProver.from_pretrained(path, **kw)
     from reasonenv.models.sampler import HFSampler
 
     sampler = HFSampler(kw["model"], **{k: kw[k] for k in _PROVER_SAMPLER_KEYS if k in kw})
@@ -162,7 +187,8 @@ def check_services(spec: Services | Mapping[str, Any] | None) -> dict[str, str]:
 
     Returns:
         The model names/paths the spec would load, by where they appear in it:
-        ``{"ref_model": ..., "prm.model": ..., "prover.model": ...}`` (only those present).
+        ``{"ref_model": ..., "prm.model": ..., "prover.model" or "prover.value_head": ...}``
+        (only those present).
 
     Raises:
         ValueError: what :func:`build_services` raises for the spec's shape.
@@ -189,6 +215,8 @@ def check_services(spec: Services | Mapping[str, Any] | None) -> dict[str, str]:
         kind, arg = _prover_plan(spec["prover"])
         if kind == "mc":
             models["prover.model"] = arg["model"]
+        elif kind == "value_head":
+            models["prover.value_head"] = arg["value_head"]
     return models
 
 
