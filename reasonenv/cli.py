@@ -17,6 +17,7 @@ AGENT_COMMANDS = {
     "eval": "reasonenv.agents.eval_cli:run_eval_command",
     "sft": "reasonenv.agents.sft_cli:run_sft_command",
     "verifier": "reasonenv.agents.verifier_cli:run_verifier_command",
+    "testbed": "reasonenv.agents.testbed:run_testbed_command",
 }
 # Arguments defined next to their agent command (torch-free modules), found the same way.
 AGENT_ARGUMENTS = {"verifier": "reasonenv.agents.verifier_cli:add_verifier_arguments"}
@@ -57,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a config value, e.g. --set train.steps=300 (repeatable)")
     sft.add_argument("--force", action="store_true", help="retrain even when the folder is up to date")
     sft.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+    tb = sub.add_parser("testbed", help="tiny CPU testbed: SFT (cached), RL with a process reward, "
+                        "held-out accuracy before and after (make demo)")
+    tb.add_argument("--sft-config", default="configs/tiny/sft.yaml", help="reasonenv sft config")
+    tb.add_argument("--config", default="configs/tiny/demo.yaml", help="trainer config of the RL run")
+    tb.add_argument("--sft-set", dest="sft_overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override an SFT config value (repeatable)")
+    tb.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a trainer config value, e.g. --set run.steps=30 (repeatable)")
+    tb.add_argument("--eval-limit", type=int, default=64, help="held-out test problems (default 64)")
+    tb.add_argument("--eval-n", type=int, default=4, help="samples per held-out problem (default 4)")
 
     from reasonenv.evaluation.cli import add_eval_arguments
     from reasonenv.evaluation.compare import add_compare_arguments

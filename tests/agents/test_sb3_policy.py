@@ -7,9 +7,11 @@ through ``reasonenv eval --policy sb3:<zip>``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -258,6 +260,203 @@ def test_reasonenv_eval_rejects_a_missing_zip_in_one_line(tmp_path, capsys):
                "--limit", "1", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err == f"reasonenv eval: sb3 model '{missing}' does not exist"
+
+
+# -- loading a zip without unpickling it -------------------------------------------------------
+# An SB3 zip's "data" JSON holds cloudpickles that SB3's own loader unpickles; SB3Policy.load
+# rebuilds each from the readable fields beside it, so a zip someone hands us runs no code.
+TINY = {**SHORT, "max_prompt_tokens": 16, "max_tokens": 4}
+TINY_KWARGS = {"features_extractor_class": TokenEmbedding, "features_extractor_kwargs": {"dim": 8},
+               "net_arch": [16, 16]}
+ALGOS = {  # a few steps of learning, so the zip also carries the rollout state (_last_obs, ...)
+    "ppo": ({"n_steps": 8, "batch_size": 8, "n_epochs": 1}, 8),
+    "a2c": ({"n_steps": 4}, 4),
+    "dqn": ({"buffer_size": 64, "learning_starts": 4, "batch_size": 4}, 8),
+}
+
+
+def _pickled(path: Path) -> dict:
+    with zipfile.ZipFile(path) as zf:
+        data = json.loads(zf.read("data"))
+    return {k: v for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v}
+
+
+def _rewrite(src: Path, dst: Path, edit) -> Path:
+    """``src`` with its "data" JSON passed through ``edit`` (every other member as it was)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            body = zin.read(info.filename)
+            if info.filename == "data":
+                data = json.loads(body)
+                edit(data)
+                body = json.dumps(data).encode()
+            zout.writestr(info, body)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def algo_zips(tmp_path_factory) -> dict[str, Path]:
+    import stable_baselines3 as sb3
+
+    th.set_num_threads(1)
+    env = gym.make("reasonenv/MathTokens-v0", **TINY)
+    out, base = {}, tmp_path_factory.mktemp("algos")
+    for name, (kwargs, steps) in ALGOS.items():
+        model = getattr(sb3, name.upper())("MultiInputPolicy", env, seed=0, policy_kwargs=TINY_KWARGS,
+                                          **kwargs)
+        model.learn(steps)
+        model.save(base / f"{name}.zip")
+        out[name] = base / f"{name}.zip"
+    return out
+
+
+def _observations(n: int = 6) -> dict[str, np.ndarray]:
+    env = gym.make("reasonenv/MathTokens-v0", **TINY)
+    obs = []
+    for seed in range(n):
+        o, _ = env.reset(seed=seed)
+        obs.append(o)
+        for tok in range(seed % 4):  # some with response tokens too (at most 3 of the 4)
+            o, *_ = env.step(30 + tok)
+            obs.append(o)
+    return {k: np.stack([o[k] for o in obs]) for k in obs[0]}
+
+
+def _same_predictions(ours, trusted) -> None:
+    batch = _observations()
+    np.testing.assert_array_equal(ours.predict(batch, deterministic=True)[0],
+                                  trusted.predict(batch, deterministic=True)[0])
+    with th.no_grad():
+        a, _ = ours.policy.obs_to_tensor(batch)
+        b, _ = trusted.policy.obs_to_tensor(batch)
+        if hasattr(trusted.policy, "get_distribution"):
+            got = ours.policy.get_distribution(a).distribution.logits
+            want = trusted.policy.get_distribution(b).distribution.logits
+        else:
+            got, want = ours.q_net(a), trusted.q_net(b)
+    assert th.equal(got, want)
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_load_rebuilds_every_pickle_and_predicts_what_sb3s_own_load_does(algo, algo_zips, monkeypatch):
+    import stable_baselines3 as sb3
+    from stable_baselines3.common import save_util
+
+    path = algo_zips[algo]
+    pickled = _pickled(path)
+    assert {"policy_class", "policy_kwargs", "observation_space", "action_space"} <= set(pickled)
+    trusted = getattr(sb3, algo.upper()).load(path)
+    unpickled, real_loads = [], save_util.cloudpickle.loads
+    monkeypatch.setattr(save_util.cloudpickle, "loads", lambda b: unpickled.append(b) or real_loads(b))
+    pol = SB3Policy.load(path, deterministic=True)
+    assert unpickled == [] and type(pol.model) is type(trusted)  # nothing went through cloudpickle
+    model = pol.model
+    for key in ("policy_class", "policy_kwargs", "observation_space", "action_space"):
+        assert getattr(model, key) == getattr(trusted, key), key
+    assert type(model.policy) is type(trusted.policy)
+    if algo == "dqn":
+        assert model.train_freq == trusted.train_freq
+    _same_predictions(model, trusted)
+
+
+class Payload:
+    """Unpickled, it creates ``marker``: what a hostile zip could do (here harmlessly)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _payload(marker: Path) -> str:
+    import base64
+
+    import cloudpickle
+
+    return base64.b64encode(cloudpickle.dumps(Payload(marker))).decode()
+
+
+def test_the_payload_is_live(tmp_path):
+    import base64
+
+    import cloudpickle
+
+    marker = tmp_path / "marker"
+    cloudpickle.loads(base64.b64decode(_payload(marker))).close()
+    assert marker.exists()  # so the tests below would see an unpickling
+
+
+def test_a_hostile_pickle_under_every_known_key_is_never_unpickled(algo_zips, tmp_path):
+    marker = tmp_path / "marker"
+
+    def poison(data):
+        for value in data.values():
+            if isinstance(value, dict) and ":serialized:" in value:
+                value[":serialized:"] = _payload(marker)  # the readable fields stay as saved
+
+    bad = _rewrite(algo_zips["ppo"], tmp_path / "hostile.zip", poison)
+    assert "policy_class" in _pickled(bad)
+    try:
+        pol = SB3Policy.load(bad, deterministic=True)
+    finally:  # checked even when the load fails
+        assert not marker.exists(), "a pickle of the zip ran"
+    _same_predictions(pol.model, PPO.load(algo_zips["ppo"]))
+    with contextlib.suppress(Exception):  # control: SB3's own loader runs the payload
+        PPO.load(bad)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("algo,key", [("ppo", "hostile"), ("a2c", "hostile"), ("dqn", "hostile"),
+                                      ("dqn", "train_freq"), ("ppo", "action_noise")])
+def test_a_hostile_pickle_under_a_key_we_cannot_rebuild_is_refused_in_one_line(
+        algo, key, algo_zips, tmp_path):
+    marker = tmp_path / "marker"
+
+    def poison(data):
+        old = data.get(key) if isinstance(data.get(key), dict) else {}
+        data[key] = {**old, ":type:": old.get(":type:", "<class 'abc.ABCMeta'>"),
+                     ":serialized:": _payload(marker)}
+
+    bad = _rewrite(algo_zips[algo], tmp_path / "hostile.zip", poison)
+    try:
+        with pytest.raises(ValueError) as err:
+            SB3Policy.load(bad)
+    finally:
+        assert not marker.exists(), "a pickle of the zip ran"
+    msg = str(err.value)
+    assert "\n" not in msg and str(bad) in msg and f"refusing to unpickle {key!r}" in msg
+
+
+@pytest.mark.parametrize("key,field,value,found", [
+    ("policy_kwargs", "features_extractor_class", "<class 'evil.Extractor'>", "evil.Extractor"),
+    ("policy_kwargs", "activation_fn", "<class 'reasonenv.agents.sb3_policy.TokenEmbedding'>",
+     "TokenEmbedding'>, not one of the allowlisted ['torch.nn"),
+    ("policy_kwargs", "features_extractor_kwargs", "{'dim': __import__('os').getpid()}",
+     "not a Python literal"),
+    ("policy_class", "__init__", "<function Evil.__init__ at 0x7f00>", "stable_baselines3.common.policies.Evil"),
+    ("policy_class", "__module__", "evil", "found evil.MultiInputActorCriticPolicy"),
+    ("observation_space", "spaces", "{'token_ids': Evil(0, 1)}", "{'token_ids': Evil(0, 1)}"),
+    ("observation_space", "spaces", "{'token_ids': Box(0, 101, (20,), object)}", "dtype object"),
+    ("action_space", "n", "__import__('os')", "n=__import__('os')"),
+    ("clip_range", "value_schedule", "<function <lambda> at 0x7f00>", "FloatSchedule(<function"),
+])
+def test_readable_fields_outside_the_allowlist_are_refused_naming_them(
+        key, field, value, found, algo_zips, tmp_path):
+    def edit(data):
+        data[key][field] = value
+
+    bad = _rewrite(algo_zips["ppo"], tmp_path / "bad.zip", edit)
+    with pytest.raises(ValueError) as err:
+        SB3Policy.load(bad)
+    msg = str(err.value)
+    assert "\n" not in msg and str(bad) in msg and repr(key) in msg and found in msg, msg
+
+
+def test_an_algorithm_that_did_not_write_the_zip_is_refused(algo_zips):
+    with pytest.raises(ValueError, match=r"stable_baselines3.dqn.policies.MultiInputPolicy, not one "
+                                         r"of the allowlisted policies"):
+        SB3Policy.load(algo_zips["dqn"], algo="ppo")
 
 
 def _example():

@@ -3,6 +3,7 @@ resume is exact, configs fail loudly, and 2 processes equal 1 on the same global
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
@@ -253,3 +254,20 @@ def test_cli_train_runs_from_a_model_folder(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "accuracy" in out.splitlines()[0]
     assert (tmp_path / "run" / "curves.png").exists() and (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_callbacks_see_every_update_and_their_keys_reach_the_metrics(tmp_path):
+    """train(callbacks=...) is how the learning study evaluates held-out problems mid-run."""
+    tr = make_trainer(tiny_cfg(tmp_path, "grpo", **{"run.steps": 3}))
+    seen = []
+
+    def every_other(trainer, record):
+        seen.append((trainer.step, record["step"]))
+        if record["step"] % 2 == 0:
+            record["heldout/accuracy"] = 0.25 * record["step"]
+
+    hist = tr.train(callbacks=[every_other])
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+    assert [h.get("heldout/accuracy") for h in hist] == [None, 0.5, None]
+    lines = [json.loads(x) for x in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    assert [x.get("heldout/accuracy") for x in lines] == [None, 0.5, None]
