@@ -148,6 +148,24 @@ def check_shaping(cfg: TrainConfig) -> None:
         raise _fail("shaping.services", cfg.shaping.services, str(e)) from None
     for where, name in models.items():
         check_model_name(f"shaping.services.{where}", name, need_config=False)
+    if "prover.value_head" in models:
+        check_value_head_K(cfg, slots, str(models["prover.value_head"]))
+
+
+def check_value_head_K(cfg: TrainConfig, slots: list[Any], folder: str) -> None:
+    """A learned value head answers only the Best-of-K it was trained for: a ``pav`` shaper
+    asking another K would fail at its first step, after the models loaded."""
+    import json
+
+    meta = Path(folder) / "value_head.json"
+    try:
+        trained = int(json.loads(meta.read_text(encoding="utf-8"))["K"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # an unreadable folder is reported by the loader, naming the file
+    for i, slot in enumerate(slots):
+        K = getattr(slot.shaper.config, "K", None)
+        if slot.name == "pav" and K is not None and int(K) != trained:
+            raise _fail(f"shaping.shapers[{i}].K", K, f"the value head {folder!r} was trained for K={trained}")
 
 
 def check_env_id(cfg: TrainConfig) -> None:

@@ -66,3 +66,25 @@ def real_reg(monkeypatch: pytest.MonkeyPatch):
     fresh = registry_mod.ShaperRegistry()
     monkeypatch.setattr(registry_mod, "_default", fresh)
     return fresh
+
+
+def trainer_config_paths():
+    """Every shipped trainer config: configs/**/*.yaml except eval presets (configs/eval/,
+    */eval.yaml) and `reasonenv sft` configs (*/sft.yaml)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    return sorted(p for p in root.rglob("*.yaml")
+                  if p.parent.name != "eval" and p.name not in ("eval.yaml", "sft.yaml"))
+
+
+def fake_tiny_artifacts(folder):
+    """The folders the tiny configs name (made by `make tiny-sft` and `reasonenv verifier
+    train`), as stand-ins under ``folder``/runs/tiny, so pre-flight sees them on a clean checkout."""
+    import json
+
+    for name in ("sft", "prm", "pav_value"):
+        d = folder / "runs" / "tiny" / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.json").write_text("{}")
+    (folder / "runs" / "tiny" / "pav_value" / "value_head.json").write_text(json.dumps({"K": 4}))

@@ -5,6 +5,7 @@ tests run with the HF_*_OFFLINE switches (tests/conftest.py) or a monkeypatched 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -309,8 +310,6 @@ def test_resume_with_only_unreadable_checkpoints_is_a_config_error(tmp_path):
 
 def test_shipped_configs_pass_the_preflight(tmp_path, monkeypatch):
     """The checks reject bad values, not the configs we ship (the hub answers, simulated)."""
-    from pathlib import Path
-
     from reasonenv.agents import hub_access
     from reasonenv.agents.preflight import check_config
 
@@ -318,11 +317,14 @@ def test_shipped_configs_pass_the_preflight(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(hub_access, "probe_hub", lambda timeout=1.5: None)
     monkeypatch.setattr(hub_access, "_probe_result", False)
-    root = Path(__file__).resolve().parents[2] / "configs"
-    paths = sorted(p for p in root.rglob("*.yaml") if p.parent.name != "eval")
-    assert len(paths) >= 8
+    from tests.conftest import fake_tiny_artifacts, trainer_config_paths
+
+    paths = trainer_config_paths()
+    assert len(paths) >= 14
+    fake_tiny_artifacts(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the tiny configs name runs/tiny/... relative to the checkout
     for path in paths:
-        check_config(load_config(path, [f"run.out_dir={tmp_path / path.stem}"]))
+        check_config(load_config(path, [f"run.out_dir={tmp_path / path.parent.name / path.stem}"]))
 
 
 def test_the_readme_errors_are_what_the_cli_prints(tmp_path, monkeypatch, capsys, no_model_load):
@@ -356,3 +358,20 @@ def test_the_readme_errors_are_what_the_cli_prints(tmp_path, monkeypatch, capsys
         assert capsys.readouterr().err.strip() == expected, command
         checked += 1
     assert checked == len(pairs) - 1
+
+
+def test_pav_K_must_be_the_K_the_value_head_was_trained_for(tmp_path):
+    """The value head answers one Best-of-K; another K failed only at the first step."""
+    from reasonenv.agents.preflight import check_config
+
+    head = tmp_path / "head"
+    head.mkdir()
+    (head / "config.json").write_text("{}")
+    (head / "value_head.json").write_text(json.dumps({"K": 4, "max_length": 64}))
+    cfg = load_config(None, [f"run.out_dir={tmp_path / 'run'}"])
+    cfg.shaping.services = {"prover": {"value_head": str(head)}}
+    cfg.shaping.shapers = [{"name": "pav", "K": 2, "m": 4}]
+    with pytest.raises(ConfigError, match=r"^shaping.shapers\[0\].K=2: .*trained for K=4$"):
+        check_config(cfg, check_model=False)
+    cfg.shaping.shapers = [{"name": "pav", "K": 4, "m": 4}]
+    check_config(cfg, check_model=False)

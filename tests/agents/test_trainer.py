@@ -132,10 +132,9 @@ def test_config_file_errors(tmp_path):
         load_config(bad)
 
 
-# Not trainer configs: eval presets (configs/eval/, */eval.yaml; tested in tests/evaluation) and
-# `reasonenv sft` configs (*/sft.yaml; tested in tests/agents/test_sft.py).
-CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml")
-                 if p.parent.name != "eval" and p.name not in ("eval.yaml", "sft.yaml"))
+from tests.conftest import trainer_config_paths  # noqa: E402
+
+CONFIGS = trainer_config_paths()
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
