@@ -145,10 +145,13 @@ def report(args: argparse.Namespace) -> None:
         start = two_level_ci([np.array(rows[0]["correct"]) / n for rows in seeds.values()])
         gain = two_level_ci([(np.array(rows[-1]["correct"]) - np.array(rows[0]["correct"])) / n
                              for rows in seeds.values()])
-        reach = None
+        reach: int | str | None = None
         if grpo_final is not None:
-            hit = [x for x, m in zip(xs, mean) if m >= grpo_final]
-            reach = int(hit[0]) if hit else None
+            if grpo_final <= mean[0]:
+                reach = "n/a: GRPO ended below the start"
+            else:
+                hit = [x for x, m in zip(xs[1:], mean[1:]) if m >= grpo_final]
+                reach = int(hit[0]) if hit else None
         secs = []
         for s in seeds:
             mfile = out / method / f"seed{s}" / "metrics.jsonl"
@@ -172,7 +175,7 @@ def report(args: argparse.Namespace) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
     def ci(t: tuple[float, float, float]) -> str:
-        return f"{t[0]:.3f} ({t[1]:.3f}-{t[2]:.3f})"
+        return f"{t[0]:+.3f} ({t[1]:+.3f} to {t[2]:+.3f})" if t[1] < 0 else f"{t[0]:.3f} ({t[1]:.3f} to {t[2]:.3f})"
 
     lines = [MARK_BEGIN, "",
              "| method | seeds | held-out avg@n before | after | gain (paired) | pass@n after | "

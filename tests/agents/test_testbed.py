@@ -65,3 +65,21 @@ def test_a_bad_trainer_value_stops_before_sft(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "rollout.group_size" in err[0]
     assert not (tmp_path / "sft").exists()
+
+
+def test_the_reported_difference_is_after_minus_before_per_problem(tmp_path, monkeypatch):
+    """Scripted held-out results, so before and after differ: the paired difference is the
+    mean over problems of (after - before) / n, with the sign that way round."""
+    import reasonenv.agents.testbed as tb
+
+    results = iter([{"problems": ["a", "b", "c"], "correct": [0, 1, 4], "n": 4, "avg": 5 / 12, "seconds": 0},
+                    {"problems": ["a", "b", "c"], "correct": [2, 1, 4], "n": 4, "avg": 7 / 12, "seconds": 0}])
+    monkeypatch.setattr(tb, "heldout_eval", lambda *a, **k: next(results))
+    res = run_testbed(ROOT / "configs" / "tiny" / "sft.yaml", ROOT / "configs" / "tiny" / "demo.yaml",
+                      sft_overrides=[*SFT_TINY, f"run.out_dir={tmp_path / 'sft'}"],
+                      overrides=[f"run.out_dir={tmp_path / 'rl'}", "run.steps=1", "rollout.num_problems=2",
+                                 "rollout.group_size=2", "env.max_tokens=24", "run.progress=false",
+                                 "run.plot=false"],
+                      eval_limit=3, eval_n=4, log=lambda line: None)
+    assert res.diff.value == pytest.approx(2 / 4 / 3) and res.diff.n_problems == 3
+    assert res.diff.low <= res.diff.value <= res.diff.high
