@@ -88,6 +88,17 @@ def policy_episodes(model: Any, tok: Any, prompts: list[str], steps: int, step_t
     return n
 
 
+def two_decode_check(tokenizer: Any, previous_ids: Any, token_ids: Any, text: str) -> None:
+    """What-if stand-in for the env's ``check_token_text``: the same window of previous ids,
+    but two ``decode`` calls per step instead of two per token (the benchmark patches it in
+    for its what-if row only; the library is unchanged)."""
+    window = list(previous_ids)[-6:]
+    base = tokenizer.decode(window)
+    derived = tokenizer.decode(window + list(token_ids))[len(base):]
+    if derived != text and "\ufffd" not in derived and "\ufffd" not in text:
+        raise ValueError(f"token_ids decode to {derived[:60]!r}, not {text[:60]!r}")
+
+
 def timed(fn: Any, acc: dict[str, float], key: str) -> Any:
     def wrapper(*a: Any, **kw: Any) -> Any:
         t0 = time.perf_counter()
@@ -130,6 +141,17 @@ def rollout_bench(model: Any, tok: Any, config: str, rounds: int, out_dir: str) 
         return {"tokens": tokens, "env_s": acc["env"], "policy_s": acc["policy"],
                 "rollout_s": dt, "accuracy": acc_rate}
 
+    import reasonenv.envs.math_steps as math_steps
+
+    library_check = math_steps.check_token_text
+
+    def what_if_rollout() -> dict[str, float]:
+        math_steps.check_token_text = two_decode_check
+        try:
+            return env_rollout()
+        finally:
+            math_steps.check_token_text = library_check
+
     def generate_same_tokens() -> dict[str, float]:
         n = len(last["prompts"])
         per_row = max(1, math.ceil(last["tokens"] / n))
@@ -141,11 +163,14 @@ def rollout_bench(model: Any, tok: Any, config: str, rounds: int, out_dir: str) 
     generate_same_tokens()  # warm-ups
     e: list[dict[str, float]] = []
     g: list[dict[str, float]] = []
+    w: list[dict[str, float]] = []
     for r in range(rounds):
-        pair = [(e, env_rollout, "rollout"), (g, generate_same_tokens, "generate")]
-        for xs, fn, name in pair if r % 2 == 0 else pair[::-1]:
+        trio = [(e, env_rollout, "rollout"), (g, generate_same_tokens, "generate"),
+                (w, what_if_rollout, "rollout, what-if check")]
+        for xs, fn, name in trio if r % 2 == 0 else trio[::-1]:
             xs.append(measure(fn, f"round {r + 1} {name}"))
     share = [x["env_s"] / x["wall"] * 100 for x in e]
+    what_if = [x["env_s"] / x["wall"] * 100 for x in w]
     pol_share = [x["policy_s"] / x["wall"] * 100 for x in e]
     other = [100 - a - b for a, b in zip(share, pol_share)]
     B, G = cfg.rollout.num_problems, cfg.rollout.group_size
@@ -161,6 +186,9 @@ def rollout_bench(model: Any, tok: Any, config: str, rounds: int, out_dir: str) 
         "|---|---|",
         f"| **env share of the rollout** (time in `reset` + `step`: segmentation, grading, outcome "
         f"shaper, info records) | **{med(share)} %** |",
+        f"| env share, what-if: the env's token/text check as two `decode` calls per step "
+        f"instead of two per token (patched in by the benchmark; not the library's code) | "
+        f"{med(what_if)} % |",
         f"| policy share (`HFPolicy.act`) | {med(pol_share)} % |",
         f"| trainer loop around them | {med(other)} % |",
         f"| rollout seconds | {med([x['wall'] for x in e])} |",
@@ -168,7 +196,7 @@ def rollout_bench(model: Any, tok: Any, config: str, rounds: int, out_dir: str) 
         f"| rollout tokens/s / bare generate tokens/s (paired per round) | "
         f"{paired([x['tokens'] / x['wall'] for x in e], [x['tokens'] / x['wall'] for x in g])} |",
     ]
-    return lines, {"env_share": statistics.median(share)}
+    return lines, {"env_share": statistics.median(share), "what_if": statistics.median(what_if)}
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ per token), so every response is ``env.max_tokens`` tokens long. Each configurat
 trainer; the configurations take turns, one update each per round, the order reversed every
 other round, after one warm-up update each; medians (min-max) over the rounds.
 
-    .venv/bin/python benchmarks/update_cost.py                 # both tables
-    .venv/bin/python benchmarks/update_cost.py --parts scaling --rounds 3
+    .venv/bin/python benchmarks/update_cost.py --parts scaling --rounds 5
+    .venv/bin/python benchmarks/update_cost.py --parts shapers --rounds 5
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ def build(model: Any, tok: Any, out_dir: str, B: int, G: int, L: int, step_token
         return score(m, samples)
 
     tr._score = scored
+    tr.unclocked_score = score
     tr.update = clock.wrap(tr.update, "forward-backward")
     tr.optimizer.step = clock.wrap(tr.optimizer.step, "other")
     if hasattr(tr.policy, "sync_weights"):
@@ -142,15 +143,20 @@ def build(model: Any, tok: Any, out_dir: str, B: int, G: int, L: int, step_token
 def one_update(tr: Any, clock: Clock) -> dict[str, float]:
     """One update of the trainer's loop body; seconds per phase."""
     clock.t.clear()
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     groups, _ = tr.rollout()
     batch = tr.make_batch(groups)
     tr.update(batch)
     total = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     res = {p: clock.t.get(p, 0.0) for p in PHASES}
     res["other"] += total - sum(res.values())
-    res["total"] = total
+    res["total"], res["cpu"] = total, cpu
     res["tokens"] = float(sum(len(s.response_ids) for s in batch))
+    if tr.ref is not None:  # for comparison, not in the total: one batched reference forward
+        t1 = time.perf_counter()
+        tr.unclocked_score(tr.ref, batch)
+        res["one_ref_forward"] = time.perf_counter() - t1
     if tr.pipeline.services.prover is not None:
         st = tr.pipeline.services.prover.stats()
         res["hits"], res["misses"] = st["cache_hits"], st["cache_misses"]
@@ -188,8 +194,9 @@ def phase_table(res: dict[str, list[dict[str, float]]], first_col: str,
                 base: str | None = None) -> list[str]:
     cols = [p for p in PHASES if any(x[p] > 0.005 for xs in res.values() for x in xs)]
     head = f"| {first_col} | tokens | seconds per update | " + " | ".join(
-        f"{p} s (%)" for p in cols) + (" | vs plain GRPO (paired) |" if base else " |")
-    lines = [head, "|" + "---|" * (3 + len(cols) + (1 if base else 0))]
+        f"{p} s (%)" for p in cols) + (
+        " | vs plain GRPO, wall (paired) | vs plain GRPO, CPU time (paired) |" if base else " |")
+    lines = [head, "|" + "---|" * (3 + len(cols) + (2 if base else 0))]
     for name, xs in res.items():
         tot = [x["total"] for x in xs]
         cells = [f"{statistics.median([x[p] for x in xs]):.2f} "
@@ -197,7 +204,8 @@ def phase_table(res: dict[str, list[dict[str, float]]], first_col: str,
         row = f"| {name} | {statistics.median([x['tokens'] for x in xs]):.0f} | {med(tot)} | " + \
             " | ".join(cells) + " |"
         if base:
-            row += f" {paired(tot, [x['total'] for x in res[base]], '{:.2f}')}x |"
+            row += (f" {paired(tot, [x['total'] for x in res[base]], '{:.2f}')}x | "
+                    f"{paired([x['cpu'] for x in xs], [x['cpu'] for x in res[base]], '{:.2f}')}x |")
         lines.append(row)
     return lines
 
@@ -225,7 +233,7 @@ def main() -> None:
     parts = set(args.parts.split(","))
     B, G, L, S = args.B, args.G, args.L, args.step_tokens
     pav = {"K": args.pav_K, "m": args.pav_m, "new_tokens": args.pav_new_tokens}
-    sections: list[str] = []
+    sections: dict[str, list[str]] = {}
     if "scaling" in parts:
         configs = {}
         for k in (1, 2, 4):
@@ -238,8 +246,7 @@ def main() -> None:
         base = res[f"G={G}"]
         show = {f"B={B}, G={G}, L={L} (base)": base}
         show.update({f"{n} (others as base)": xs for n, xs in res.items() if n != f"G={G}"})
-        sections += [
-            "### Cost growth: G, B and the response length doubled", "",
+        sections["## GRPO update cost as G, B and L double (`benchmarks/update_cost.py`)"] = [
             f"Base point B={B} problems x G={G} samples, responses of L={L} tokens in steps of "
             f"{S} tokens, outcome reward only (plain GRPO), one micro-batch for the whole batch, "
             f"one inner epoch; {args.rounds} rounds. Phase columns are medians of seconds "
@@ -250,13 +257,14 @@ def main() -> None:
         for axis, names in (("G", [f"G={G * k}" for k in (1, 2, 4)]),
                             ("B", [f"G={G}", f"B={B * 2}", f"B={B * 4}"]),
                             ("L", [f"G={G}", f"L={L * 2}", f"L={L * 4}"])):
-            for phase in ("total", "generation", "forward-backward", "env"):
+            for phase in ("total", "cpu", "generation", "forward-backward", "env"):
                 vals = [statistics.median([x[phase] for x in res[n]]) for n in names]
                 if vals[0] > 0:
-                    growth.append(f"{axis} x2 / x4, {phase}: {vals[1] / vals[0]:.2f}x / "
+                    growth.append(f"{axis} x2 / x4, {'CPU time' if phase == 'cpu' else phase}: {vals[1] / vals[0]:.2f}x / "
                                   f"{vals[2] / vals[0]:.2f}x")
-        sections += ["Growth of the medians against the base point (x2 and x4 on one axis):", "",
-                     *[f"* {g}" for g in growth], ""]
+        sections["## GRPO update cost as G, B and L double (`benchmarks/update_cost.py`)"] += [
+            "Growth of the medians against the base point (x2 and x4 on one axis):", "",
+            *[f"* {g}" for g in growth], ""]
     if "shapers" in parts:
         configs = {
             "plain GRPO (outcome)": {"B": B, "G": G, "L": L, "step_tokens": S},
@@ -268,8 +276,8 @@ def main() -> None:
         res = run(configs, model, tok, args.rounds, pav)
         pav_name = list(configs)[-1]
         hits = [x["hits"] / max(1.0, x["hits"] + x["misses"]) * 100 for x in res[pav_name]]
-        sections += [
-            "### Shaper cost per update, as a ratio to plain GRPO", "",
+        prl = res["PRL (reference pass)"]
+        sections["## Shaper cost per update (`benchmarks/update_cost.py`)"] = [
             f"B={B} x G={G}, responses of {L} tokens in steps of {S} tokens, {args.rounds} rounds. "
             "PRL: configs/prl.yaml's options (eta 200, orm, split every step), reference = the "
             "frozen initial weights. PROGRS: configs/progrs.yaml's options with a learned PRM of "
@@ -280,14 +288,21 @@ def main() -> None:
             f"PAV prefix-cache hit rate per update: {med(hits, '{:.0f}')} % (hits / prover "
             "requests; every group's empty prefix after the first request, and prefixes seen in "
             "earlier updates, are hits).", "",
+            f"PRL's reference pass took {med([x['reference pass'] for x in prl])} s per update; one "
+            "batched forward of the reference model over the same batch (the trainer's own "
+            f"`_score`, timed after each PRL update, not in its total) took "
+            f"{med([x['one_ref_forward'] for x in prl])} s: ratio "
+            f"{paired([x['reference pass'] for x in prl], [x['one_ref_forward'] for x in prl], '{:.2f}')}x.",
+            "",
         ]
     cmd = " ".join([".venv/bin/python benchmarks/update_cost.py", *sys.argv[1:]])
-    text = "\n".join([f"Model: {label}. {machine_note()}. Peak RSS of the process "
-                      f"{peak_rss_mb():.0f} MB (all configurations' trainers in one process).", "",
-                      *sections, f"Reproduce: `{cmd}`"])
-    print(text)
-    if not args.no_docs:
-        replace_section("## GRPO update cost (`benchmarks/update_cost.py`)", text)
+    for heading, body in sections.items():
+        text = "\n".join([f"Model: {label}. {machine_note()}. Peak RSS of the process "
+                          f"{peak_rss_mb():.0f} MB (every configuration's trainer in one process).",
+                          "", *body, f"Reproduce: `{cmd}`"])
+        print(heading, text, sep="\n\n")
+        if not args.no_docs:
+            replace_section(heading, text)
 
 
 if __name__ == "__main__":
