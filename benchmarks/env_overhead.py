@@ -137,6 +137,7 @@ def rollout_bench(model: Any, tok: Any, config: str, rounds: int, out_dir: str) 
         dt = time.perf_counter() - t0
         tokens = st["tokens_per_s"] * st["rollout_time"]
         last["tokens"], last["prompts"] = int(round(tokens)), list(prompts)
+        last["longest"] = max(sum(ep.step_lengths) for g in groups for ep in g.episodes)
         acc_rate = statistics.mean(float(x) for g in groups for x in g.outcomes)
         return {"tokens": tokens, "env_s": acc["env"], "policy_s": acc["policy"],
                 "rollout_s": dt, "accuracy": acc_rate}
@@ -157,17 +158,27 @@ def rollout_bench(model: Any, tok: Any, config: str, rounds: int, out_dir: str) 
         per_row = max(1, math.ceil(last["tokens"] / n))
         return {"tokens": bare_generate(model, tok, last["prompts"], per_row, seed=len(prompts))}
 
+    def generate_longest() -> dict[str, float]:
+        # generate runs a batch until its longest row ends (finished rows ride along as padding):
+        # this is what it pays for the rollout's responses; their useful tokens are the rollout's
+        bare_generate(model, tok, last["prompts"], last["longest"], seed=len(prompts))
+        return {"tokens": float(last["tokens"]), "longest": float(last["longest"])}
+
     # generate takes the prompts and token count of the latest rollout, so the order can
     # alternate: R G, G R, R G, ... (a G after a G R pair reuses that pair's rollout)
     env_rollout()
     generate_same_tokens()  # warm-ups
     e: list[dict[str, float]] = []
     g: list[dict[str, float]] = []
+    g2: list[dict[str, float]] = []
     w: list[dict[str, float]] = []
     for r in range(rounds):
-        trio = [(e, env_rollout, "rollout"), (g, generate_same_tokens, "generate"),
+        # each generate follows a rollout and uses that rollout's prompts and lengths
+        quad = [(e, env_rollout, "rollout"), (g, generate_same_tokens, "generate"),
+                (g2, generate_longest, "generate to the longest"),
                 (w, what_if_rollout, "rollout, what-if check")]
-        for xs, fn, name in trio if r % 2 == 0 else trio[::-1]:
+        order = quad if r % 2 == 0 else [quad[3], quad[1], quad[2], quad[0]]
+        for xs, fn, name in order:
             xs.append(measure(fn, f"round {r + 1} {name}"))
     share = [x["env_s"] / x["wall"] * 100 for x in e]
     what_if = [x["env_s"] / x["wall"] * 100 for x in w]
@@ -195,6 +206,11 @@ def rollout_bench(model: Any, tok: Any, config: str, rounds: int, out_dir: str) 
         f"| bare generate seconds, same tokens | {med([x['wall'] for x in g])} |",
         f"| rollout tokens/s / bare generate tokens/s (paired per round) | "
         f"{paired([x['tokens'] / x['wall'] for x in e], [x['tokens'] / x['wall'] for x in g])} |",
+        f"| bare generate seconds, the same prompts run to the rollout's longest response "
+        f"({med([x['longest'] for x in g2], '{:.0f}')} tokens): what generate pays for these "
+        f"responses | {med([x['wall'] for x in g2])} |",
+        f"| rollout seconds / that generate's seconds (paired per round) | "
+        f"{paired([x['wall'] for x in e], [x['wall'] for x in g2])} |",
     ]
     return lines, {"env_share": statistics.median(share), "what_if": statistics.median(what_if)}
 
