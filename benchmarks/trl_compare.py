@@ -227,6 +227,10 @@ def main() -> None:
         model = str(work / "model")
         m.save_pretrained(model)
         tok.save_pretrained(model)
+    if not Path(model).is_dir():  # a packaged name such as smollm2-135m-instruct
+        from reasonenv.models.assets import resolve_model
+
+        model = str(resolve_model(model))
     model = str(Path(model).resolve())
     src = make_source("procedural:chained_sums?difficulty=2")
     rng = np.random.default_rng(0)
@@ -295,7 +299,9 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_docs:
-        replace_section("## GRPO step vs TRL (`benchmarks/trl_compare.py`)", text)
+        tiny = args.model in ("runs/tiny/sft", "random-tiny")
+        name = "" if tiny else f", {args.model}"
+        replace_section(f"## GRPO step vs TRL{name} (`benchmarks/trl_compare.py`)", text)
 
 
 if __name__ == "__main__":
