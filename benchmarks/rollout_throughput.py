@@ -43,8 +43,8 @@ def main() -> None:
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from reasonenv.models.assets import resolve_model
     from reasonenv.agents.hf import HFPolicy, HFPolicyConfig
+    from reasonenv.models.assets import resolve_model
     from reasonenv.problems import make_source
 
     path = resolve_model("smollm2-135m-instruct")
