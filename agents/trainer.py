@@ -193,6 +193,9 @@ class Trainer:
                 for b, g in enumerate(info.get("group_end", [])):
                     if g is not None:
                         results[b] = g
+        # Every episode is over: free the policy's per-slot state (HFPolicy's KV caches) now,
+        # not at the next rollout, so it is not held through the update's forward/backward.
+        self.policy.reset(list(range(self.venv.num_envs)))
         dt = time.perf_counter() - t0
         return [results[b] for b in range(B)], {"rollout_time": dt, "tokens_per_s": n_tokens / dt}
 

@@ -270,3 +270,11 @@ def test_callbacks_see_every_update_and_their_keys_reach_the_metrics(tmp_path):
     assert [h.get("heldout/accuracy") for h in hist] == [None, 0.5, None]
     lines = [json.loads(x) for x in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
     assert [x.get("heldout/accuracy") for x in lines] == [None, 0.5, None]
+
+
+def test_the_policy_holds_no_kv_cache_through_the_update(tmp_path):
+    """After a rollout every slot is reset: the KV caches are freed before forward/backward."""
+    tr = make_trainer(tiny_cfg(tmp_path, "grpo"))
+    tr.rollout()
+    assert all(tr.policy.cached_tokens(s) == 0 for s in range(tr.venv.num_envs))
+    assert not tr.policy._slots
