@@ -21,7 +21,7 @@ from reasonenv.grading import Grader, grade
 GRADING_DIR = Path(grading_pkg.__file__).parent
 #: An answer the LaTeX grammar takes many seconds to parse (deeply nested parentheses): it keeps
 #: a worker busy until the timeout kills it. (Power towers are now decided in milliseconds.)
-SPIN = r"\boxed{" + "(" * 30 + "x" + ")" * 30 + "}"
+SPIN = r"\boxed{" + "(" * 60 + "x" + ")" * 60 + "}"  # ~16 s to parse on a quiet core (30: ~5 s)
 REPO_ROOT = GRADING_DIR.parents[1]
 
 
@@ -226,6 +226,6 @@ def test_batch_with_a_hung_item_still_grades_the_rest(grader: Grader) -> None:
         (r"\boxed{(x+2)^2}", "x^2+4x+4"),
         ("#### 5", "5"),
     ]
-    verdicts = grader.grade_batch(pairs, timeout=4.0)  # SPIN needs ~10 s; the rest well under 1 s
+    verdicts = grader.grade_batch(pairs, timeout=4.0)  # SPIN needs ~16 s; the rest well under 1 s
     assert [v.reason for v in verdicts][1] == "timeout"
     assert [v.correct for v in verdicts] == [True, False, True, True, True]
