@@ -90,3 +90,20 @@ def single_token(tokenizer: Any, tok: str | int, what: str) -> int:
         raise ValueError(f"{what}={tok!r} is {len(ids)} tokens {ids}; pass its token id instead")
     return int(ids[0])
 
+
+def save_with_head(path: Any, base: Any, tokenizer: Any, head: Any, head_file: str, config_file: str,
+                   settings: dict[str, Any]) -> None:
+    """Write a base model + tokenizer (their own ``save_pretrained``), a head's weights
+    (safetensors) and the head's settings (JSON) into one folder. Nothing is pickled."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    base.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in head.state_dict().items()}
+    save_file(state, str(out / head_file))
+    (out / config_file).write_text(json.dumps(settings, indent=2), encoding="utf-8")

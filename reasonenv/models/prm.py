@@ -225,20 +225,11 @@ class QuantileHeadPRM:
     def save_pretrained(self, path: str) -> None:
         """Save the base (``save_pretrained``), the tokenizer, the head weights (safetensors, no
         pickle) and settings."""
-        import json
-        from pathlib import Path
+        from reasonenv.models.hf_utils import save_with_head
 
-        from safetensors.torch import save_file
-
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        self.base.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.head.state_dict().items()}
-        save_file(state, str(out / self.HEAD_FILE))
-        cfg = {"quantiles": list(self.quantiles), "step_tag": self.step_tag,
-               "step_sep": self.step_sep, "add_bos": self.add_bos}
-        (out / self.CONFIG_FILE).write_text(json.dumps(cfg, indent=2))
+        save_with_head(path, self.base, self.tokenizer, self.head, self.HEAD_FILE, self.CONFIG_FILE,
+                       {"quantiles": list(self.quantiles), "step_tag": self.step_tag,
+                        "step_sep": self.step_sep, "add_bos": self.add_bos})
 
     @classmethod
     def from_pretrained(cls, path: str, *, dtype: str = "float32", **kwargs: Any) -> QuantileHeadPRM:

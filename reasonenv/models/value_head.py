@@ -141,19 +141,10 @@ class ValueHeadProver:
         the head's weights go to ``value_head.safetensors`` and ``K`` / ``max_length`` to
         ``value_head.json``. Nothing is pickled.
         """
-        import json
-        from pathlib import Path
+        from reasonenv.models.hf_utils import save_with_head
 
-        from safetensors.torch import save_file
-
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        self.base.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
-        state = {k: v.detach().to("cpu").contiguous() for k, v in self.head.state_dict().items()}
-        save_file(state, str(out / self.HEAD_FILE))
-        cfg = {"K": self.K, "max_length": self.max_length}
-        (out / self.CONFIG_FILE).write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+        save_with_head(path, self.base, self.tokenizer, self.head, self.HEAD_FILE, self.CONFIG_FILE,
+                       {"K": self.K, "max_length": self.max_length})
 
     @classmethod
     def from_pretrained(cls, path: str, *, dtype: str = "float32", **kwargs: Any) -> ValueHeadProver:
