@@ -20,6 +20,16 @@ SFT_TINY = ["model.hidden_size=32", "model.num_layers=2", "model.num_heads=2", "
             "run.progress=false", "run.threads=1"]
 
 
+def tiny_testbed(tmp_path, rl_dir, steps, eval_limit, eval_n, log):
+    """run_testbed on the shipped configs, shrunk to seconds (SFT in tmp_path/sft, cached)."""
+    return run_testbed(ROOT / "configs" / "tiny" / "sft.yaml", ROOT / "configs" / "tiny" / "demo.yaml",
+                       sft_overrides=[*SFT_TINY, f"run.out_dir={tmp_path / 'sft'}"],
+                       overrides=[f"run.out_dir={tmp_path / rl_dir}", f"run.steps={steps}",
+                                  "rollout.num_problems=2", "rollout.group_size=2", "env.max_tokens=24",
+                                  "run.progress=false", "run.plot=false"],
+                       eval_limit=eval_limit, eval_n=eval_n, log=log)
+
+
 def test_heldout_sets_are_the_seeds_sft_removed_from_its_data():
     from reasonenv.agents.sft import load_sft_config
 
@@ -34,12 +44,7 @@ def test_heldout_sets_are_the_seeds_sft_removed_from_its_data():
 
 def test_testbed_runs_end_to_end_and_pairs_before_with_after(tmp_path):
     logs: list[str] = []
-    res = run_testbed(ROOT / "configs" / "tiny" / "sft.yaml", ROOT / "configs" / "tiny" / "demo.yaml",
-                      sft_overrides=[*SFT_TINY, f"run.out_dir={tmp_path / 'sft'}"],
-                      overrides=[f"run.out_dir={tmp_path / 'rl'}", "run.steps=2", "rollout.num_problems=2",
-                                 "rollout.group_size=2", "env.max_tokens=24", "run.progress=false",
-                                 "run.plot=false"],
-                      eval_limit=3, eval_n=2, log=logs.append)
+    res = tiny_testbed(tmp_path, "rl", 2, 3, 2, logs.append)
     assert (tmp_path / "sft" / "model.safetensors").is_file()
     assert [h["step"] for h in res.history] == [1, 2]
     assert res.before["problems"] == res.after["problems"] and len(res.before["problems"]) == 3
@@ -47,12 +52,7 @@ def test_testbed_runs_end_to_end_and_pairs_before_with_after(tmp_path):
     assert res.diff.value == pytest.approx(diff) and res.diff.n_problems == 3
     assert any("[4/4]" in line for line in logs)
     first = len(logs)
-    again = run_testbed(ROOT / "configs" / "tiny" / "sft.yaml", ROOT / "configs" / "tiny" / "demo.yaml",
-                        sft_overrides=[*SFT_TINY, f"run.out_dir={tmp_path / 'sft'}"],
-                        overrides=[f"run.out_dir={tmp_path / 'rl2'}", "run.steps=1", "rollout.num_problems=2",
-                                   "rollout.group_size=2", "env.max_tokens=24", "run.progress=false",
-                                   "run.plot=false"],
-                        eval_limit=2, eval_n=1, log=logs.append)
+    again = tiny_testbed(tmp_path, "rl2", 1, 2, 1, logs.append)
     assert any("found, same config hash" in line for line in logs[first:])  # SFT is cached
     assert [h["step"] for h in again.history] == [1]
 
@@ -75,11 +75,6 @@ def test_the_reported_difference_is_after_minus_before_per_problem(tmp_path, mon
     results = iter([{"problems": ["a", "b", "c"], "correct": [0, 1, 4], "n": 4, "avg": 5 / 12, "seconds": 0},
                     {"problems": ["a", "b", "c"], "correct": [2, 1, 4], "n": 4, "avg": 7 / 12, "seconds": 0}])
     monkeypatch.setattr(tb, "heldout_eval", lambda *a, **k: next(results))
-    res = run_testbed(ROOT / "configs" / "tiny" / "sft.yaml", ROOT / "configs" / "tiny" / "demo.yaml",
-                      sft_overrides=[*SFT_TINY, f"run.out_dir={tmp_path / 'sft'}"],
-                      overrides=[f"run.out_dir={tmp_path / 'rl'}", "run.steps=1", "rollout.num_problems=2",
-                                 "rollout.group_size=2", "env.max_tokens=24", "run.progress=false",
-                                 "run.plot=false"],
-                      eval_limit=3, eval_n=4, log=lambda line: None)
+    res = tiny_testbed(tmp_path, "rl", 1, 3, 4, lambda line: None)
     assert res.diff.value == pytest.approx(2 / 4 / 3) and res.diff.n_problems == 3
     assert res.diff.low <= res.diff.value <= res.diff.high
