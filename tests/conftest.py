@@ -88,3 +88,17 @@ def fake_tiny_artifacts(folder):
         d.mkdir(parents=True, exist_ok=True)
         (d / "config.json").write_text("{}")
     (folder / "runs" / "tiny" / "pav_value" / "value_head.json").write_text(json.dumps({"K": 4}))
+
+
+def step_segments(env, response, problem):
+    """Step ``response`` through ``env`` one segment at a time (what ``score_response`` must
+    equal): ``[(reward, terminated, truncated, info), ...]`` up to the episode's end."""
+    env.reset(options={"problem": problem})
+    stepped = []
+    segments = env.segmenter.segment_text(response)
+    for s in segments:
+        _, r, te, tr, info = env.step({"text": s.text, "eos": s.index == len(segments) - 1})
+        stepped.append((r, te, tr, info))
+        if te or tr:
+            break
+    return stepped

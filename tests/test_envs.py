@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import reasonenv
 from reasonenv.problems import Problem
+from tests.conftest import step_segments
 
 PROBLEM = Problem(id="t/0", question="What is 2 + 3?", answer="5", source="test")
 
@@ -206,14 +207,7 @@ def test_fast_path_equals_stepping(parts, max_steps, max_tokens):
     env = gym.make("reasonenv/MathSteps-v0", max_steps=max_steps, max_tokens=max_tokens).unwrapped
     response = "".join(parts)
     fast = env.score_response(response, problem=PROBLEM)
-    env.reset(options={"problem": PROBLEM})
-    stepped = []
-    segments = env.segmenter.segment_text(response)
-    for s in segments:
-        _, r, te, tr, info = env.step({"text": s.text, "eos": s.index == len(segments) - 1})
-        stepped.append((r, te, tr, info))
-        if te or tr:
-            break
+    stepped = step_segments(env, response, PROBLEM)
     assert [(f.reward, f.terminated, f.truncated, f.info) for f in fast] == stepped
 
 

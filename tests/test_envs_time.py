@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import reasonenv  # noqa: F401  (registers the envs)
 from reasonenv.problems import Problem
 from reasonenv.testing import growth_ratio
+from tests.conftest import step_segments
 
 PROBLEM = Problem(id="t/0", question="What is 2 + 3?", answer="5", source="test")
 LIMIT = 8  # linear is ~4x; quadratic 16x; the margin absorbs a shared machine's noise
@@ -102,12 +103,5 @@ def test_fast_path_cuts_long_steps_as_stepping_does(parts, max_step_chars):
     env = gym.make("reasonenv/MathSteps-v0", max_steps=8, max_step_chars=max_step_chars).unwrapped
     response = "".join(parts)
     fast = env.score_response(response, problem=PROBLEM)
-    env.reset(options={"problem": PROBLEM})
-    stepped = []
-    segments = env.segmenter.segment_text(response)
-    for s in segments:
-        _, r, te, tr, info = env.step({"text": s.text, "eos": s.index == len(segments) - 1})
-        stepped.append((r, te, tr, info))
-        if te or tr:
-            break
+    stepped = step_segments(env, response, PROBLEM)
     assert [(f.reward, f.terminated, f.truncated, f.info) for f in fast] == stepped

@@ -146,19 +146,6 @@ def test_collect_resume_skips_finished_problems_and_refuses_other_settings(tmp_p
 
 
 # -- collect on a tiny in-process Llama and the char tokenizer (no download) ----------------------
-@pytest.fixture(scope="module")
-def char_lm():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from reasonenv.tokenizers import char_tokenizer
-
-    tok = char_tokenizer()
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                      bos_token_id=tok.bos_token_id, tie_word_embeddings=True)
-    return LlamaForCausalLM(cfg).eval(), tok
 
 
 def test_collect_with_a_tiny_llama_writes_one_record_per_response(tmp_path, char_lm):
