@@ -110,6 +110,9 @@ def run_testbed(sft_config: str | Path, train_config: str | Path, *, sft_overrid
     from reasonenv.agents.trainer import Trainer
     from reasonenv.evaluation.bootstrap import paired_difference_ci
 
+    for name, value in (("eval_limit", eval_limit), ("eval_n", eval_n)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     scfg = load_sft_config(sft_config, list(sft_overrides))
     from reasonenv.agents.preflight import check_config
 

@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         report(args)
         return 0
+    for flag in ("updates", "eval_every", "eval_limit", "eval_n", "threads"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:
         if not (ROOT / "configs" / "tiny" / f"{m}.yaml").is_file():

@@ -78,3 +78,13 @@ def test_the_reported_difference_is_after_minus_before_per_problem(tmp_path, mon
     res = tiny_testbed(tmp_path, "rl", 1, 3, 4, lambda line: None)
     assert res.diff.value == pytest.approx(2 / 4 / 3) and res.diff.n_problems == 3
     assert res.diff.low <= res.diff.value <= res.diff.high
+
+
+@pytest.mark.parametrize("flag,value", [("--eval-limit", "0"), ("--eval-n", "-1")])
+def test_bad_eval_sizes_are_one_line_before_sft(tmp_path, capsys, flag, value):
+    from reasonenv.cli import main
+
+    assert main(["testbed", "--sft-set", f"run.out_dir={tmp_path / 'sft'}", flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag[2:].replace("-", "_") in err[0] and value in err[0]
+    assert not (tmp_path / "sft").exists()

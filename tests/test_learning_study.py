@@ -1,0 +1,43 @@
+"""benchmarks/learning_study.py: the two-level bootstrap behind the study's intervals."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("learning_study", ROOT / "benchmarks" / "learning_study.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_point_is_the_mean_over_seeds_of_the_mean_over_problems(study):
+    seeds = [np.array([0.0, 1.0, 1.0, 1.0]), np.array([0.0, 0.0])]  # 0.75 and 0.0
+    point, lo, hi = study.two_level_ci(seeds, reps=500)
+    assert point == pytest.approx(0.375)
+    assert 0.0 <= lo < point < hi <= 1.0
+
+
+def test_identical_values_give_a_zero_width_interval(study):
+    assert study.two_level_ci([np.full(5, 0.25)] * 3, reps=200) == (0.25, 0.25, 0.25)
+
+
+def test_seed_resampling_widens_the_interval(study):
+    """Two seeds that disagree completely: resampling seeds must reach both ends."""
+    point, lo, hi = study.two_level_ci([np.zeros(50), np.ones(50)], reps=2000)
+    assert point == pytest.approx(0.5) and lo == 0.0 and hi == 1.0
+
+
+def test_bad_flags_are_one_line(study, capsys):
+    with pytest.raises(SystemExit) as e:
+        study.main(["--updates", "0"])
+    assert e.value.code == 2
+    assert "--updates must be >= 1, got 0" in capsys.readouterr().err
