@@ -3,7 +3,7 @@
 Spec grammar (whitespace around parts is ignored)::
 
     spec        := procedural | dataset
-    procedural  := "procedural" [":" KIND] ["?" params]      params: difficulty=INT, seed=INT
+    procedural  := "procedural" [":" KIND] ["?" params]      params: difficulty=INT, seed=INT, terms=INT
     dataset     := NAME [":" SPLIT] ["?" params]             params: limit=INT, path=PATH
     params      := key "=" value ("&" key "=" value)*
 
@@ -21,7 +21,7 @@ from reasonenv.problems.base import Problem, ProblemSource
 from reasonenv.problems.datasets import DatasetSource, data_file, get_spec, load_problems
 from reasonenv.problems.procedural import ProceduralSource
 
-_PROCEDURAL_PARAMS = ("difficulty", "seed")
+_PROCEDURAL_PARAMS = ("difficulty", "seed", "terms")
 _DATASET_PARAMS = ("limit", "path")
 
 
@@ -109,7 +109,8 @@ def _procedural(spec: str, query: str, kind: str) -> ProceduralSource:
     params = _parse_params(spec, query, _PROCEDURAL_PARAMS)
     difficulty = _int_param(spec, "difficulty", params.get("difficulty", "1"))
     seed = _int_param(spec, "seed", params["seed"]) if "seed" in params else None
-    return ProceduralSource(kind=kind or "arithmetic", difficulty=difficulty, seed=seed)
+    terms = _int_param(spec, "terms", params["terms"]) if "terms" in params else None
+    return ProceduralSource(kind=kind or "arithmetic", difficulty=difficulty, seed=seed, terms=terms)
 
 
 def check_spec(spec: str) -> str | None:

@@ -45,6 +45,7 @@ GENERATORS: dict[str, GeneratorFn] = {
     "word_problem": word_problem,
 }
 KINDS: tuple[str, ...] = (*GENERATORS, "mixed")
+MIN_TERMS, MAX_TERMS = 2, 12  # chained_sums' ``terms`` option
 DIFFICULTIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 
 
@@ -113,9 +114,13 @@ class ProceduralSource:
             It may be reassigned later (e.g. by a curriculum); it is re-validated.
         seed: Non-negative int fixing the indexed sequence. ``None`` picks a fresh random
             seed, readable afterwards from ``source.seed``.
+        terms: ``chained_sums`` only: the number of terms (2..12) in place of the level's, so
+            the number of solution steps (``terms - 1`` sums and the answer) is set apart from
+            the operand size. Ids carry it (``d1t5``), so two chain lengths never share an id.
 
     Raises:
-        ValueError: on an unknown kind, a difficulty outside 1..5, or a bad seed.
+        ValueError: on an unknown kind, a difficulty outside 1..5, a bad seed, or ``terms``
+            out of range or given for another kind.
 
     Example:
         >>> src = ProceduralSource("arithmetic", difficulty=1, seed=0)
@@ -128,9 +133,28 @@ class ProceduralSource:
     """
 
     def __init__(
-        self, kind: str = "arithmetic", difficulty: int = 1, seed: int | None = None
+        self,
+        kind: str = "arithmetic",
+        difficulty: int = 1,
+        seed: int | None = None,
+        terms: int | None = None,
     ) -> None:
         self.kind = validate_kind(kind)
+        if terms is not None:
+            if self.kind != "chained_sums":
+                raise ValueError(
+                    f"Invalid procedural terms: terms={terms!r} is only for kind 'chained_sums', "
+                    f"got kind={self.kind!r}"
+                )
+            if isinstance(terms, bool) or not isinstance(terms, (int, np.integer)) or not (
+                MIN_TERMS <= terms <= MAX_TERMS
+            ):
+                raise ValueError(
+                    f"Invalid procedural terms: terms={terms!r}; expected an int in "
+                    f"{MIN_TERMS}..{MAX_TERMS}"
+                )
+            terms = int(terms)
+        self.terms: int | None = terms
         self.difficulty = difficulty  # validated by the property setter
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
@@ -151,9 +175,16 @@ class ProceduralSource:
         self._difficulty = validate_difficulty(value)
 
     def __repr__(self) -> str:
+        extra = f", terms={self.terms}" if self.terms is not None else ""
         return (
-            f"ProceduralSource(kind={self.kind!r}, difficulty={self.difficulty}, seed={self.seed})"
+            f"ProceduralSource(kind={self.kind!r}, difficulty={self.difficulty}, "
+            f"seed={self.seed}{extra})"
         )
+
+    @property
+    def _level(self) -> str:
+        """The level part of an id: ``d2``, or ``d1t5`` with a chain length set."""
+        return f"d{self.difficulty}" + (f"t{self.terms}" if self.terms is not None else "")
 
     def _make(
         self, rng: np.random.Generator, problem_id: str | None, extra: dict[str, Any]
@@ -161,11 +192,16 @@ class ProceduralSource:
         kind = self.kind
         if kind == "mixed":
             kind = gens.choice(rng, tuple(GENERATORS))
-        generated = GENERATORS[kind](rng, self.difficulty)
+        if self.terms is not None:
+            generated = gens.chained_sums(rng, self.difficulty, terms=self.terms)
+        else:
+            generated = GENERATORS[kind](rng, self.difficulty)
         answer = format_fraction(generated.answer)
         digest = hashlib.sha1(f"{kind}\x00{generated.question}\x00{answer}".encode()).hexdigest()
         if problem_id is None:
-            problem_id = f"procedural/{self.kind}/d{self.difficulty}/h{digest[:16]}"
+            problem_id = f"procedural/{self.kind}/{self._level}/h{digest[:16]}"
+        if self.terms is not None:
+            extra = {**extra, "terms": self.terms}
         metadata = {"kind": kind, "difficulty": self.difficulty, **extra, **generated.metadata,
                     **worked_solution(generated, digest)}  # fmt: skip
         return Problem(
@@ -201,7 +237,7 @@ class ProceduralSource:
         if index < 0:
             raise IndexError(f"ProceduralSource is infinite; negative index {index} is invalid")
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(index)]))
-        problem_id = f"procedural/{self.kind}/d{self.difficulty}/{self.seed}/{int(index)}"
+        problem_id = f"procedural/{self.kind}/{self._level}/{self.seed}/{int(index)}"
         return self._make(rng, problem_id, {"seed": self.seed, "index": int(index)})
 
     def __iter__(self) -> Iterator[Problem]:

@@ -206,3 +206,37 @@ def test_bad_seed_and_index(bad: object) -> None:
     source = ProceduralSource("arithmetic", 1, seed=0)
     with pytest.raises((IndexError, TypeError)):
         source[bad]  # type: ignore[index]
+
+
+def test_terms_sets_the_chain_length_and_keeps_the_level_operands() -> None:
+    from reasonenv.problems import make_source
+
+    source = make_source("procedural:chained_sums?difficulty=1&terms=5&seed=3")
+    assert source.terms == 5 and "terms=5" in repr(source)
+    for problem in itertools.islice(source, 200):
+        terms = problem.metadata["terms"]
+        assert len(terms) == 5 == problem.metadata["num_terms"]
+        assert all(1 <= abs(t) <= 9 for t in terms)  # difficulty 1's operand range
+        assert all(sum(terms[:k]) >= 0 for k in range(1, 6))  # and its non-negative chains
+        assert int(problem.answer) == sum(terms)
+        assert len(problem.metadata["solution_steps"]) == 5  # four running sums and the answer
+        assert "/d1t5/" in problem.id
+    # a chain length is part of the id: the default level's ids never collide with it
+    assert ProceduralSource("chained_sums", 1, seed=3)[0].id == "procedural/chained_sums/d1/3/0"
+    assert source[0].id == "procedural/chained_sums/d1t5/3/0"
+    sampled = source.sample(np.random.default_rng(0))
+    assert sampled.id.startswith("procedural/chained_sums/d1t5/h")
+
+
+@pytest.mark.parametrize("bad", [1, 13, True, "5", 2.5])
+def test_bad_terms_error_names_field_and_value(bad: object) -> None:
+    with pytest.raises(ValueError) as info:
+        ProceduralSource("chained_sums", 1, seed=0, terms=bad)  # type: ignore[arg-type]
+    assert "terms" in str(info.value) and repr(bad) in str(info.value)
+
+
+def test_terms_is_only_for_chained_sums() -> None:
+    from reasonenv.problems import make_source
+
+    with pytest.raises(ValueError, match="terms=3 is only for kind 'chained_sums'"):
+        make_source("procedural:arithmetic?terms=3")
