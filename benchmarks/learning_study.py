@@ -53,11 +53,12 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> Path:
     overrides = [f"run.seed={seed}", f"run.out_dir={out}", f"run.steps={args.updates}",
                  "run.progress=false", "run.plot=false", "run.tensorboard=false", "run.checkpoint_every=0",
                  *args.set]
-    cfg = load_config(ROOT / "configs" / "tiny" / f"{method}.yaml", overrides)
+    cfg = load_config(Path(args.configs) / f"{method}.yaml", overrides)
     trainer = Trainer(cfg)
     evals = out / "evals.jsonl"
     evals.write_text("")
-    spent = {"rollouts": 0, "tokens": 0.0, "prover_samples": 0.0}
+    spent = {"rollouts": 0, "tokens": 0.0, "prover_samples": 0.0, "prover_tokens": 0.0,
+             "verifier_tokens": verifier_tokens(cfg)}
     B, G = cfg.rollout.num_problems, cfg.rollout.group_size
 
     def log_eval(step: int, record: dict[str, Any] | None) -> None:
@@ -75,7 +76,9 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> Path:
     def callback(tr: Any, record: dict[str, Any]) -> None:
         spent["rollouts"] += B * G
         spent["tokens"] += record["response_tokens"] * B * G
-        spent["prover_samples"] += sum(v for k, v in record.items() if k.endswith("prover_samples"))
+        # the MC prover's counters are cumulative over the run
+        spent["prover_samples"] = float(record.get("stats/prover/samples_drawn", 0.0))
+        spent["prover_tokens"] = float(record.get("stats/prover/sampler_tokens", 0.0))
         if record["step"] % args.eval_every == 0 or record["step"] == args.updates:
             log_eval(record["step"], record)
 
@@ -84,6 +87,28 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> Path:
     trainer.train(callbacks=[callback])
     (out / "done").write_text(json.dumps({"seconds": time.perf_counter() - t0}))
     return out
+
+
+def verifier_tokens(cfg: Any) -> float:
+    """Tokens generated to train the run's learned verifier (the MC collection's policy and
+    continuation tokens, from the ``metrics.json`` that ``reasonenv verifier train`` writes), or 0."""
+    services = dict(cfg.shaping.services or {})
+    folders = []
+    prm = services.get("prm")
+    if isinstance(prm, dict) and prm.get("model"):
+        folders.append(prm["model"])
+    prover = services.get("prover")
+    if isinstance(prover, dict) and prover.get("value_head"):
+        folders.append(prover["value_head"])
+    total = 0.0
+    for folder in folders:
+        path = Path(folder) / "metrics.json"
+        if not path.is_absolute():
+            path = ROOT / path
+        if path.is_file():
+            col = json.loads(path.read_text()).get("collection") or {}
+            total += float(col.get("policy_tokens", 0)) + float(col.get("continuation_tokens", 0))
+    return total
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -95,6 +120,12 @@ def _load(out: Path) -> dict[str, dict[int, list[dict[str, Any]]]]:
         rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
         runs.setdefault(path.parent.parent.name, {})[int(path.parent.name[4:])] = rows
     return runs
+
+
+def compute_tokens(row: dict[str, Any]) -> float:
+    """Every token generated up to an evaluation row: the policy's training responses, the
+    MC prover's continuations and the verifier's training data (a fixed cost paid up front)."""
+    return float(row["tokens"]) + float(row.get("prover_tokens", 0.0)) + float(row.get("verifier_tokens", 0.0))
 
 
 def two_level_ci(per_seed: list[np.ndarray], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -127,7 +158,7 @@ def report(args: argparse.Namespace) -> None:
     grpo_final = None
     if "grpo" in runs:
         grpo_final = float(np.mean([rows[-1]["avg"] for rows in runs["grpo"].values()]))
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (ax, ax_tok) = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
     for method in order:
         seeds = runs[method]
         steps = [r["step"] for r in next(iter(seeds.values()))]
@@ -138,6 +169,10 @@ def report(args: argparse.Namespace) -> None:
                 for j in range(len(steps))]
         ax.plot(xs, mean, marker="o", ms=3, label=method)
         ax.fill_between(xs, [b[1] for b in band], [b[2] for b in band], alpha=0.15)
+        # compute-matched: every generated token (policy, prover continuations, verifier data)
+        toks = np.mean([[compute_tokens(r) for r in rows] for rows in seeds.values()], axis=0)
+        ax_tok.plot(toks, mean, marker="o", ms=3, label=method)
+        ax_tok.fill_between(toks, [b[1] for b in band], [b[2] for b in band], alpha=0.15)
         finals = [np.array(rows[-1]["correct"]) for rows in seeds.values()]
         n = next(iter(seeds.values()))[-1]["n"]
         avg = two_level_ci([c / n for c in finals])
@@ -162,35 +197,44 @@ def report(args: argparse.Namespace) -> None:
                            "seconds_per_update": float(np.median(secs)),
                            "tokens": float(np.mean([rows[-1]["tokens"] for rows in seeds.values()])),
                            "prover_samples": float(np.mean([rows[-1]["prover_samples"] for rows in seeds.values()])),
+                           "prover_tokens": float(np.mean([rows[-1].get("prover_tokens", 0.0) for rows in seeds.values()])),
+                           "verifier_tokens": float(np.mean([rows[-1].get("verifier_tokens", 0.0) for rows in seeds.values()])),
+                           "generated_tokens": float(np.mean([compute_tokens(rows[-1]) for rows in seeds.values()])),
                            "curve": {"rollouts": xs.tolist(), "mean": mean.tolist()}}
         table.append((method, len(seeds), start, avg, gain, passn, reach, float(np.median(secs)),
-                      results[method]["tokens"], results[method]["prover_samples"], last["rollouts"]))
+                      results[method]["tokens"], results[method]["prover_samples"], last["rollouts"],
+                      results[method]["generated_tokens"]))
     ax.set_xlabel("policy rollouts (responses sampled for training)")
     ax.set_ylabel(f"held-out avg@{n} ({next(iter(runs[order[0]].values()))[0]['split']} set)")
-    ax.grid(alpha=0.3)
+    ax_tok.set_xlabel("generated tokens: policy + prover continuations + verifier training data")
+    ax_tok.set_xscale("symlog", linthresh=1e5)
+    for a in (ax, ax_tok):
+        a.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    png = ROOT / "docs" / "learning_curves.png"
+    png = ROOT / "docs" / ("learning_curves.png" if args.section == "study" else f"learning_curves_{args.section}.png")
     fig.savefig(png, dpi=120)
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
     def ci(t: tuple[float, float, float]) -> str:
         return f"{t[0]:+.3f} ({t[1]:+.3f} to {t[2]:+.3f})" if t[1] < 0 else f"{t[0]:.3f} ({t[1]:.3f} to {t[2]:.3f})"
 
-    lines = [MARK_BEGIN, "",
+    begin, end = f"<!-- {args.section} -->", f"<!-- /{args.section} -->"
+    lines = [begin, "",
              "| method | seeds | held-out avg@n before | after | gain (paired) | pass@n after | "
-             "rollouts to GRPO's final | s / update (median) | response tokens | prover samples |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for (m, k, start, avg, gain, passn, reach, sec, tokens, prover, total) in table:
+             "rollouts to GRPO's final | s / update (median) | response tokens | prover samples | "
+             "all generated tokens |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (m, k, start, avg, gain, passn, reach, sec, tokens, prover, total, gen) in table:
         lines.append(f"| {m} | {k} | {ci(start)} | {ci(avg)} | {ci(gain)} | {ci(passn)} | "
                      f"{reach if reach is not None else f'not reached in {total}'} | {sec:.2f} | "
-                     f"{tokens:,.0f} | {prover:,.0f} |")
+                     f"{tokens:,.0f} | {prover:,.0f} | {gen:,.0f} |")
     lines += ["", f"Produced by `{args.command}` on {time.strftime('%Y-%m-%d')} "
-              f"({os.cpu_count()} cores, shared machine).", "", MARK_END]
+              f"({os.cpu_count()} cores, shared machine).", "", end]
     doc = ROOT / "docs" / "learning.md"
-    text = doc.read_text() if doc.exists() else f"# Learning study\n\n{MARK_BEGIN}\n{MARK_END}\n"
-    if MARK_BEGIN in text:
-        text = re.sub(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), "\n".join(lines), text, flags=re.S)
+    text = doc.read_text() if doc.exists() else f"# Learning study\n\n{begin}\n{end}\n"
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: "\n".join(lines), text, flags=re.S)
     else:
         text += "\n" + "\n".join(lines) + "\n"
     doc.write_text(text)
@@ -200,7 +244,11 @@ def report(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--methods", default="grpo,prl,prl_prm", help="configs/tiny/<method>.yaml, comma-separated")
+    p.add_argument("--methods", default="grpo,prl,prl_prm", help="<configs>/<method>.yaml, comma-separated")
+    p.add_argument("--configs", default=str(ROOT / "configs" / "tiny"),
+                   help="folder of the methods' trainer configs (configs/smollm2 for the LLM path)")
+    p.add_argument("--section", default="study",
+                   help="--report: the docs/learning.md markers <!-- SECTION --> and the plot's name")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--updates", type=int, default=60)
     p.add_argument("--eval-every", type=int, default=10)
@@ -221,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:
-        if not (ROOT / "configs" / "tiny" / f"{m}.yaml").is_file():
-            p.error(f"--methods: no configs/tiny/{m}.yaml")
+        if not (Path(args.configs) / f"{m}.yaml").is_file():
+            p.error(f"--methods: no {Path(args.configs) / m}.yaml")
     import torch
 
     torch.set_num_threads(args.threads)

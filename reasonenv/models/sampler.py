@@ -45,6 +45,7 @@ class HFSampler:
         self.temperature, self.top_p = float(temperature), float(top_p)
         self.max_new_tokens, self.batch_size = int(max_new_tokens), int(batch_size)
         self.generate_calls = 0
+        self.tokens_generated = 0  # continuation tokens sampled (the prover's compute)
 
     def sample(self, prompts: Sequence[str], n: int, *, seed: int) -> list[list[str]]:
         """For each prompt, ``n`` decoded continuations (special tokens skipped).
@@ -67,6 +68,7 @@ class HFSampler:
             new = self._generate([enc[i] for i, _ in chunk], seeds if sampling else None)
             self.generate_calls += 1
             for (i, _), ids in zip(chunk, new):
+                self.tokens_generated += len(ids)
                 out[i].append(tok.decode(ids, skip_special_tokens=True))
         return out if sampling else [o * n for o in out]
 

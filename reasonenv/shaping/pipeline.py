@@ -231,8 +231,17 @@ class RewardPipeline:
             ref.release((slot, episode_id))
 
     def stats(self) -> dict[str, float]:
-        """Every shaper's diagnostics, keyed ``"<shaper>/<stat>"``."""
-        return {f"{s.name}/{k}": v for s in self.slots for k, v in s.shaper.stats().items()}
+        """Every shaper's diagnostics, keyed ``"<shaper>/<stat>"``, and those of every service
+        that reports some (the MC prover's sample and cache counts), keyed ``"<service>/<stat>"``."""
+        out = {f"{s.name}/{k}": v for s in self.slots for k, v in s.shaper.stats().items()}
+        for name in ("ref_logprobs", "prm", "prover"):
+            stats = getattr(getattr(self.services, name, None), "stats", None)
+            if callable(stats):
+                got = stats()
+                if isinstance(got, dict):
+                    out.update({f"{name}/{k}": float(v) for k, v in got.items()
+                                if isinstance(v, (int, float))})
+        return out
 
     # ------------------------------------------------------------------ internals
     @staticmethod

@@ -225,11 +225,16 @@ class MCProver:
         self._cache.clear()
 
     def stats(self) -> dict[str, float]:
-        """Cache hits/misses, samples drawn, sampler calls, cached prefixes."""
-        return {
+        """Cache hits/misses, samples drawn, sampler calls, cached prefixes (all cumulative), and
+        ``sampler_tokens`` when the sampler counts the tokens it generates (``tokens_generated``)."""
+        out = {
             "cache_hits": float(self.cache_hits),
             "cache_misses": float(self.cache_misses),
             "samples_drawn": float(self.samples_drawn),
             "sampler_calls": float(self.sampler_calls),
             "cached_prefixes": float(len(self._cache)),
         }
+        tokens = getattr(self.sampler, "tokens_generated", None)
+        if isinstance(tokens, (int, float)):
+            out["sampler_tokens"] = float(tokens)
+        return out

@@ -210,3 +210,26 @@ def test_value_head_prover_overfits_mc_targets(tiny_tok, tiny_lm):
     with pytest.raises(ValueError, match="K=4, asked for K=2"):
         vh.q_values(reqs, K=2, m=20)
     assert math.isfinite(losses[-1])
+
+
+def test_prover_stats_reach_the_pipeline_with_the_samplers_token_count():
+    from reasonenv.shaping.pipeline import RewardPipeline
+
+    class TokenCountingSampler(FunctionSampler):
+        tokens_generated = 0
+
+        def sample(self, prompts, n, *, seed):
+            out = super().sample(prompts, n, seed=seed)
+            self.tokens_generated += sum(len(c) for cs in out for c in cs)
+            return out
+
+    sampler = TokenCountingSampler(lambda p, i, s: "ab")
+    prover = MCProver(sampler, RecordingGrader())
+    prover.q_values([_req("a\n"), _req("b\n"), _req("a\n")], K=2, m=3)
+    stats = prover.stats()
+    assert stats["samples_drawn"] == 6.0 and stats["sampler_tokens"] == 12.0
+    assert "sampler_tokens" not in MCProver(FunctionSampler(_fn), RecordingGrader()).stats()
+    pipe = RewardPipeline(["outcome", {"name": "pav", "K": 2, "m": 3}], {"prover": prover})
+    got = pipe.stats()
+    assert got["prover/samples_drawn"] == 6.0 and got["prover/cache_hits"] == 1.0
+    assert got["prover/sampler_tokens"] == 12.0

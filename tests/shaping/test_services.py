@@ -240,6 +240,11 @@ def test_hf_sampler_deterministic_per_prompt_and_rng_restored(tiny_tok, tiny_lm)
     assert [len(x) for x in ab] == [3, 3] and all(isinstance(t, str) for x in ab for t in x)
     assert s.sample(["Let x = 2."], 3, seed=5) == [ab[1]]  # independent of the other prompts
     assert s.sample(["What is 3 + 4?", "Let x = 2."], 3, seed=6) != ab
+    # the prover's compute: every sampled token, the eos included, counted once per row
+    counter = HFSampler(tiny_lm, tiny_tok, max_new_tokens=6, batch_size=2)
+    counter._generate = lambda contexts, seeds: [[5, 6, 7][: 1 + r % 3] for r in range(len(contexts))]
+    counter.sample(["a", "b"], 3, seed=0)
+    assert counter.tokens_generated == 3 * (1 + 2)  # 6 rows in chunks of two: 1 and 2 tokens each
     greedy = HFSampler(tiny_lm, tiny_tok, temperature=0, max_new_tokens=4)
     g = greedy.sample(["Let x"], 2, seed=0)[0]
     assert g[0] == g[1]
