@@ -19,7 +19,7 @@ IGNORE = -100  # label of a position without loss (the prompt, the padding)
 
 @dataclass
 class SFTDataConfig:
-    problems: str = "procedural:chained_sums?difficulty=2"  # kind and difficulty; seeds below
+    problems: str = "procedural:chained_sums?difficulty=1&terms=5"  # kind and difficulty; seeds below
     train_seed: int = 1000  # training problems: source[i] of this seed, i < num_examples
     num_examples: int = 8192  # distinct training problems; the epochs cycle through them
     val_seed: int = 1001  # validation-loss problems: source[i] of this seed
