@@ -136,12 +136,16 @@ def policy_loss(
 
 
 def token_logprobs(model: Any, input_ids: Any, attention_mask: Any, temperature: float = 1.0,
-                   *, with_entropy: bool = True):
+                   *, with_entropy: bool = True, first: int = 0):
     """log-prob of each next token under ``softmax(logits / temperature)``, and the entropy.
 
     Memory: the log-prob is ``logit[token] - logsumexp(logits)``, so autograd keeps no second
     (N, T, V) tensor (a full ``log_softmax`` would); the entropy, for logging only, is computed
-    without a graph.
+    without a graph. With ``first > 0`` (the first score position any row needs: the shortest
+    prompt's length - 1) and a model whose forward takes ``logits_to_keep`` (transformers' causal
+    LMs), the (N, ·, V) logits are computed only from position ``first`` on, as TRL does for
+    completions: the prompt positions' logits, most of the memory at a large vocabulary and a
+    long prompt, are never built. The positions before ``first`` are returned as 0.
 
     Returns:
         ``(logp, entropy)``, both (N, T-1): position ``t`` scores ``input_ids[:, t+1]``
@@ -149,14 +153,34 @@ def token_logprobs(model: Any, input_ids: Any, attention_mask: Any, temperature:
     """
     import torch
 
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    T = input_ids.shape[1]
+    first = max(0, min(int(first), T - 1))
+    kwargs = {}
+    if first > 0 and _takes_logits_to_keep(model):
+        kwargs["logits_to_keep"] = T - first  # logits of positions first .. T-1
+    else:
+        first = 0
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits[:, :-1].float()
     if temperature != 1.0:
         logits = logits / temperature
-    target = input_ids[:, 1:, None]
-    logp = logits.gather(-1, target).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # (N, T-1)
+    target = input_ids[:, first + 1:, None]
+    part = logits.gather(-1, target).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # (N, T-1-first)
+    logp = part if first == 0 else torch.cat([part.new_zeros(part.shape[0], first), part], dim=1)
     entropy = None
     if with_entropy:
         with torch.no_grad():
-            lp = torch.log_softmax(logits.detach(), dim=-1)  # (N, T-1, V), freed after this block
-            entropy = -(lp.exp() * lp).sum(-1)
+            lp = torch.log_softmax(logits.detach(), dim=-1)  # (N, T-1-first, V), freed after this block
+            ent = -(lp.exp() * lp).sum(-1)
+            entropy = ent if first == 0 else torch.cat([ent.new_zeros(ent.shape[0], first), ent], dim=1)
     return logp, entropy
+
+
+def _takes_logits_to_keep(model: Any) -> bool:
+    """Whether ``model`` (or the module a DDP wrapper holds) accepts ``logits_to_keep``."""
+    import inspect
+
+    forward = getattr(getattr(model, "module", model), "forward", None)
+    try:
+        return forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return False

@@ -55,7 +55,8 @@ def samples_of_group(group: Any, advantages: list[np.ndarray]) -> list[TrainSamp
 
 def collate(samples: list[TrainSample]) -> dict[str, Any]:
     """Right-padded ``input_ids``/``attention_mask`` (N, T) and, aligned to the logits (N, T-1)
-    (position ``p`` predicts token ``p + 1``), ``mask``, ``old``, ``adv``, ``ref``."""
+    (position ``p`` predicts token ``p + 1``), ``mask``, ``old``, ``adv``, ``ref``; ``first`` is
+    the first position the mask covers in any row (the shortest prompt's length - 1)."""
     import torch
 
     seqs = [s.prompt_ids + s.response_ids for s in samples]
@@ -74,8 +75,10 @@ def collate(samples: list[TrainSample]) -> dict[str, Any]:
         adv[n, sl] = torch.as_tensor(s.advantages, dtype=torch.float32)
         if s.ref_logprobs is not None:
             ref[n, sl] = torch.as_tensor(s.ref_logprobs, dtype=torch.float32)
+    # the first score position any row needs: token_logprobs builds no logits before it
+    first = min(len(s.prompt_ids) for s in samples) - 1
     return {"input_ids": input_ids, "attention_mask": attn, "mask": mask, "old": old,
-            "adv": adv, "ref": ref}
+            "adv": adv, "ref": ref, "first": max(0, first)}
 
 
 def resolve_advantage_config(group_cfg: Any, pipeline: Any) -> AdvantageConfig:

@@ -238,7 +238,7 @@ class Trainer:
             for chunk in _chunks(list(range(len(samples))), self.cfg.algo.micro_batch):
                 t = collate([samples[i] for i in chunk])
                 logp, _ = token_logprobs(model, t["input_ids"], t["attention_mask"],
-                                         self.cfg.rollout.temperature, with_entropy=False)
+                                         self.cfg.rollout.temperature, with_entropy=False, first=t["first"])
                 for row in range(len(chunk)):
                     m = t["mask"][row].bool()
                     out.append(logp[row][m].double().numpy())
@@ -276,7 +276,7 @@ class Trainer:
                 ctx = self.ddp.no_sync() if not sync else contextlib.nullcontext()
                 with ctx:
                     logp, ent = token_logprobs(net, t["input_ids"], t["attention_mask"],
-                                               self.cfg.rollout.temperature)
+                                               self.cfg.rollout.temperature, first=t["first"])
                     loss, st = policy_loss(
                         logp, t["old"], t["adv"], t["mask"], clip_eps_low=cfg.clip_eps_low,
                         clip_eps_high=cfg.clip_eps_high, ref_logp=t["ref"] if use_ref else None,

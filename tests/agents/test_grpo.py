@@ -161,3 +161,35 @@ def test_token_logprobs_equal_the_log_softmax_of_the_tempered_logits():
         torch.testing.assert_close(ent, -(full.exp() * full).sum(-1), rtol=1e-5, atol=1e-5)
     logp.sum().backward()  # differentiable
     assert any(p.grad is not None for p in model.parameters())
+
+
+def test_token_logprobs_from_a_first_position_equal_the_full_pass_and_build_fewer_logits():
+    from reasonenv.agents.grpo import token_logprobs
+    from reasonenv.agents.samples import TrainSample, collate
+    from reasonenv.testing import tiny_model, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    model = tiny_model(tok)
+    enc = [tok.encode(t, add_special_tokens=False) for t in ("What is 2 + 2?", "Let x = 12. Then")]
+    resp = [tok.encode(t, add_special_tokens=False) for t in (" 4.", " x + 1 = 13, so 13.")]
+    batch = [TrainSample(p, r, np.zeros(len(r)), np.ones(len(r))) for p, r in zip(enc, resp)]
+    t = collate(batch)
+    assert t["first"] == min(len(p) for p in enc) - 1 > 0
+    assert not t["mask"][:, : t["first"]].any() and t["mask"][:, t["first"]].any()
+    seen = []
+    model.register_forward_hook(lambda m, a, out: seen.append(out.logits.shape[1]))
+    full, ent_full = token_logprobs(model, t["input_ids"], t["attention_mask"], 0.8)
+    part, ent_part = token_logprobs(model, t["input_ids"], t["attention_mask"], 0.8, first=t["first"])
+    T = t["input_ids"].shape[1]
+    assert seen == [T, T - t["first"]]  # the prompt positions' logits were never built
+    m = t["mask"].bool()
+    torch.testing.assert_close(part[m], full[m], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ent_part[m], ent_full[m], rtol=1e-5, atol=1e-5)
+    assert part.shape == full.shape and not part[:, : t["first"]].any()
+    # the same gradient as the full pass
+    grads = []
+    for lp in (full, part):
+        model.zero_grad()
+        (lp * t["mask"]).sum().backward(retain_graph=True)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
