@@ -142,6 +142,24 @@ def two_level_ci(per_seed: list[np.ndarray], reps: int = 2000, seed: int = 0) ->
     return point, float(lo), float(hi)
 
 
+def diff_ci(a: list[np.ndarray], b: list[np.ndarray], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of method ``a`` minus mean of method ``b`` (each a list of per-seed, per-problem
+    scores on the same problems), with a 95 % interval: each rep draws one set of problems,
+    shared by both methods (they were evaluated on the same ones), and each method's seeds
+    independently."""
+    rng = np.random.default_rng(seed)
+    point = float(np.mean([x.mean() for x in a]) - np.mean([x.mean() for x in b]))
+    n = len(a[0])
+    out = np.empty(reps)
+    for r in range(reps):
+        idx = rng.integers(n, size=n)
+        ma = np.mean([a[i][idx].mean() for i in rng.integers(len(a), size=len(a))])
+        mb = np.mean([b[i][idx].mean() for i in rng.integers(len(b), size=len(b))])
+        out[r] = ma - mb
+    lo, hi = np.percentile(out, [2.5, 97.5])
+    return point, float(lo), float(hi)
+
+
 def report(args: argparse.Namespace) -> None:
     import matplotlib
 
@@ -180,6 +198,10 @@ def report(args: argparse.Namespace) -> None:
         start = two_level_ci([np.array(rows[0]["correct"]) / n for rows in seeds.values()])
         gain = two_level_ci([(np.array(rows[-1]["correct"]) - np.array(rows[0]["correct"])) / n
                              for rows in seeds.values()])
+        vs_grpo = None
+        if "grpo" in runs and method != "grpo":
+            vs_grpo = diff_ci([c / n for c in finals],
+                              [np.array(rows[-1]["correct"]) / rows[-1]["n"] for rows in runs["grpo"].values()])
         reach: int | str | None = None
         if grpo_final is not None:
             if grpo_final <= mean[0]:
@@ -193,7 +215,7 @@ def report(args: argparse.Namespace) -> None:
             secs += [json.loads(x)["step_time"] for x in mfile.read_text().splitlines() if x.strip()]
         last = next(iter(seeds.values()))[-1]
         results[method] = {"seeds": sorted(seeds), "start": start, "final_avg": avg, "final_pass": passn,
-                           "gain": gain, "rollouts_to_grpo_final": reach,
+                           "gain": gain, "vs_grpo": vs_grpo, "rollouts_to_grpo_final": reach,
                            "seconds_per_update": float(np.median(secs)),
                            "tokens": float(np.mean([rows[-1]["tokens"] for rows in seeds.values()])),
                            "prover_samples": float(np.mean([rows[-1]["prover_samples"] for rows in seeds.values()])),
@@ -201,13 +223,12 @@ def report(args: argparse.Namespace) -> None:
                            "verifier_tokens": float(np.mean([rows[-1].get("verifier_tokens", 0.0) for rows in seeds.values()])),
                            "generated_tokens": float(np.mean([compute_tokens(rows[-1]) for rows in seeds.values()])),
                            "curve": {"rollouts": xs.tolist(), "mean": mean.tolist()}}
-        table.append((method, len(seeds), start, avg, gain, passn, reach, float(np.median(secs)),
+        table.append((method, len(seeds), start, avg, gain, vs_grpo, passn, reach, float(np.median(secs)),
                       results[method]["tokens"], results[method]["prover_samples"], last["rollouts"],
                       results[method]["generated_tokens"]))
     ax.set_xlabel("policy rollouts (responses sampled for training)")
     ax.set_ylabel(f"held-out avg@{n} ({next(iter(runs[order[0]].values()))[0]['split']} set)")
     ax_tok.set_xlabel("generated tokens: policy + prover continuations + verifier training data")
-    ax_tok.set_xscale("symlog", linthresh=1e5)
     for a in (ax, ax_tok):
         a.grid(alpha=0.3)
     ax.legend()
@@ -217,16 +238,16 @@ def report(args: argparse.Namespace) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
     def ci(t: tuple[float, float, float]) -> str:
-        return f"{t[0]:+.3f} ({t[1]:+.3f} to {t[2]:+.3f})" if t[1] < 0 else f"{t[0]:.3f} ({t[1]:.3f} to {t[2]:.3f})"
+        return f"{t[0]:+.3f} ({t[1]:+.3f} to {t[2]:+.3f})" if t[1] < 0 or t[0] < 0 else f"{t[0]:.3f} ({t[1]:.3f} to {t[2]:.3f})"
 
     begin, end = f"<!-- {args.section} -->", f"<!-- /{args.section} -->"
     lines = [begin, "",
-             "| method | seeds | held-out avg@n before | after | gain (paired) | pass@n after | "
+             "| method | seeds | held-out avg@n before | after | gain (paired) | after minus GRPO's after | pass@n after | "
              "rollouts to GRPO's final | s / update (median) | response tokens | prover samples | "
              "all generated tokens |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (m, k, start, avg, gain, passn, reach, sec, tokens, prover, total, gen) in table:
-        lines.append(f"| {m} | {k} | {ci(start)} | {ci(avg)} | {ci(gain)} | {ci(passn)} | "
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (m, k, start, avg, gain, vs, passn, reach, sec, tokens, prover, total, gen) in table:
+        lines.append(f"| {m} | {k} | {ci(start)} | {ci(avg)} | {ci(gain)} | {ci(vs) if vs else '-'} | {ci(passn)} | "
                      f"{reach if reach is not None else f'not reached in {total}'} | {sec:.2f} | "
                      f"{tokens:,.0f} | {prover:,.0f} | {gen:,.0f} |")
     lines += ["", f"Produced by `{args.command}` on {time.strftime('%Y-%m-%d')} "

@@ -41,3 +41,18 @@ def test_bad_flags_are_one_line(study, capsys):
         study.main(["--updates", "0"])
     assert e.value.code == 2
     assert "--updates must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_method_difference_shares_problems_and_resamples_seeds(study):
+    rng = np.random.default_rng(0)
+    problems = rng.random(64)  # per-problem difficulty, shared by both methods
+    a = [np.clip(problems + 0.2, 0, 1) for _ in range(3)]
+    b = [problems.copy() for _ in range(3)]
+    point, lo, hi = study.diff_ci(a, b, reps=400)
+    assert point == pytest.approx(np.mean(a[0]) - np.mean(b[0]))
+    # the same problems are drawn for both: the per-problem spread cancels, the interval is tight
+    assert lo == pytest.approx(point, abs=0.03) and hi == pytest.approx(point, abs=0.03)
+    # seeds that disagree widen it
+    noisy = [problems + d for d in (-0.2, 0.0, 0.2)]
+    _, lo2, hi2 = study.diff_ci(noisy, b, reps=400)
+    assert lo2 < -0.1 and hi2 > 0.1
