@@ -101,7 +101,7 @@ class TestbedResult:
 
 
 def run_testbed(sft_config: str | Path, train_config: str | Path, *, sft_overrides: list[str] = (),
-                overrides: list[str] = (), eval_limit: int = 64, eval_n: int = 4, log=print) -> TestbedResult:
+                overrides: list[str] = (), eval_limit: int = 128, eval_n: int = 4, log=print) -> TestbedResult:
     """SFT (cached), eval, RL, eval; see the module docstring."""
     import torch
 

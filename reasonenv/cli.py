@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override an SFT config value (repeatable)")
     tb.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a trainer config value, e.g. --set run.steps=30 (repeatable)")
-    tb.add_argument("--eval-limit", type=int, default=64, help="held-out test problems (default 64)")
+    tb.add_argument("--eval-limit", type=int, default=128, help="held-out test problems (default 128)")
     tb.add_argument("--eval-n", type=int, default=4, help="samples per held-out problem (default 4)")
 
     from reasonenv.evaluation.cli import add_eval_arguments
