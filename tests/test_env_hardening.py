@@ -225,3 +225,28 @@ def test_shaper_constructor_errors_and_time_budget_name_the_shaper():
     with pytest.raises(ShaperError, match=r"t_slow.*over its time_budget=0.0 s"):
         env.step("a\n\n")
     assert env.unwrapped.state.steps == []
+
+
+def test_token_text_check_takes_two_decodes_per_step_and_keeps_the_incremental_verdict():
+    from reasonenv.envs.actions import check_token_text
+    from reasonenv.segmentation import IncrementalDecoder
+    from reasonenv.testing import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    ids = tok.encode("Let x = 12.\n\nThen 3 * x = 36, so the answer is \\boxed{36}.", add_special_tokens=False)
+    calls = []
+    real = tok.decode
+    tok.decode = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        for cut in range(1, len(ids) - 1):
+            prev, step = ids[:cut], ids[cut:cut + 5]
+            d = IncrementalDecoder(tok).extend(prev[-6:])
+            start = len(d.text)
+            text = d.extend(step).text[start:]  # what the policy's decoder produced
+            calls.clear()
+            check_token_text(tok, prev, step, text)  # accepted ...
+            assert len(calls) == 2  # ... with two decodes, not two per token
+            with pytest.raises(ValueError, match="decode to"):
+                check_token_text(tok, prev, step, text + "!")
+    finally:
+        tok.decode = real

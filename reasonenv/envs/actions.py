@@ -42,14 +42,23 @@ def check_token_text(tokenizer: Any, previous_ids: Sequence[int], token_ids: Seq
     ``text``; a step that ends or starts inside a multi-byte character is not judged.
 
     Decoding uses a short window of the previous ids, as :class:`~reasonenv.segmentation.
-    IncrementalDecoder` does, so tokenizers that merge leading spaces are handled.
+    IncrementalDecoder` does, so tokenizers that merge leading spaces are handled. The usual
+    case costs two ``decode`` calls per step (the window, then the window and the step); only a
+    step that does not match that way is decoded again token by token before it is refused, so
+    the verdict is the incremental decoder's.
     """
+    window = list(previous_ids)[-6:]
+    ids = list(token_ids)
+    base = tokenizer.decode(window) if window else ""
+    full = tokenizer.decode(window + ids)
+    if full.startswith(base) and full[len(base):] == text:
+        return
     from reasonenv.segmentation import IncrementalDecoder
 
-    d = IncrementalDecoder(tokenizer).extend(list(previous_ids)[-6:])
-    base = len(d.text)
-    d.extend(token_ids)
-    derived = d.text[base:]
+    d = IncrementalDecoder(tokenizer).extend(window)
+    start = len(d.text)
+    d.extend(ids)
+    derived = d.text[start:]
     if derived != text and "\ufffd" not in derived and "\ufffd" not in text:
         raise ValueError(
             f"action['token_ids'] decode to {derived[:60]!r}, not action['text'] {text[:60]!r}; "
