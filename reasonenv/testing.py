@@ -55,8 +55,10 @@ def tiny_tokenizer(vocab_size: int = 320) -> Any:
     return hf
 
 
-def tiny_model(tokenizer: Any | None = None, *, seed: int = 0, hidden_size: int = 32) -> Any:
-    """A randomly initialised 2-layer Llama causal LM sized for ``tokenizer`` (imports torch)."""
+def tiny_model(tokenizer: Any | None = None, *, seed: int = 0, hidden_size: int = 32, num_layers: int = 2,
+               max_positions: int = 1024) -> Any:
+    """A randomly initialised Llama causal LM (2 layers by default) sized for ``tokenizer``
+    (imports torch)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -66,10 +68,10 @@ def tiny_model(tokenizer: Any | None = None, *, seed: int = 0, hidden_size: int 
         vocab_size=len(tok),
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
-        num_hidden_layers=2,
+        num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=1024,
+        max_position_embeddings=max_positions,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         bos_token_id=tok.bos_token_id,

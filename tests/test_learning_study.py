@@ -1,4 +1,4 @@
-"""benchmarks/learning_study.py: the two-level bootstrap behind the study's intervals."""
+"""benchmarks/learning_study.py: the bootstrap intervals and the compute accounting of the study."""
 
 from __future__ import annotations
 
@@ -56,3 +56,20 @@ def test_method_difference_shares_problems_and_resamples_seeds(study):
     noisy = [problems + d for d in (-0.2, 0.0, 0.2)]
     _, lo2, hi2 = study.diff_ci(noisy, b, reps=400)
     assert lo2 < -0.1 and hi2 > 0.1
+
+
+def test_compute_counts_policy_prover_and_verifier_tokens(study, tmp_path):
+    import json
+    from types import SimpleNamespace as NS
+
+    prm, vh = tmp_path / "prm", tmp_path / "vh"
+    for d, col in ((prm, {"policy_tokens": 100, "continuation_tokens": 900}), (vh, None)):
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps({"collection": col}))
+    cfg = NS(shaping=NS(services={"prm": {"model": str(prm), "kind": "quantile"},
+                                  "prover": {"value_head": str(vh)}}))
+    assert study.verifier_tokens(cfg) == 1000.0  # a folder without collection stats adds 0
+    assert study.verifier_tokens(NS(shaping=NS(services={}))) == 0.0
+    row = {"tokens": 50.0, "prover_tokens": 7.0, "verifier_tokens": 1000.0}
+    assert study.compute_tokens(row) == 1057.0
+    assert study.compute_tokens({"tokens": 50.0}) == 50.0  # rows written before the prover counts

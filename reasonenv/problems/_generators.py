@@ -146,15 +146,15 @@ _CHAIN_LEVELS: dict[int, tuple[int, tuple[int, int], bool]] = {
 }
 
 
-def chained_sums(rng: np.random.Generator, difficulty: int, terms: int | None = None) -> Generated:
+def chained_sums(rng: np.random.Generator, difficulty: int, num_terms: int | None = None) -> Generated:
     """A left-to-right chain ``a + b - c + d ...`` whose length grows with difficulty.
 
-    ``terms`` overrides the level's chain length (the operand range stays the level's): e.g.
-    difficulty 1 with ``terms=5`` is four single-digit running sums, one step each.
+    ``num_terms`` overrides the level's chain length (the operand range stays the level's): e.g.
+    difficulty 1 with ``num_terms=5`` is four single-digit running sums, one step each.
     """
     length, (low, high), keep_nonnegative = _CHAIN_LEVELS[difficulty]
-    if terms is not None:
-        length = terms
+    if num_terms is not None:
+        length = num_terms
     terms = [randint(rng, low, high)]
     total = terms[0]
     for _ in range(length - 1):

@@ -193,7 +193,7 @@ class ProceduralSource:
         if kind == "mixed":
             kind = gens.choice(rng, tuple(GENERATORS))
         if self.terms is not None:
-            generated = gens.chained_sums(rng, self.difficulty, terms=self.terms)
+            generated = gens.chained_sums(rng, self.difficulty, num_terms=self.terms)
         else:
             generated = GENERATORS[kind](rng, self.difficulty)
         answer = format_fraction(generated.answer)

@@ -22,18 +22,12 @@ PROMPT = {"chat": False, "template": TEMPLATE}
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+    from reasonenv.testing import tiny_model
     from reasonenv.tokenizers import char_tokenizer
 
     tok = char_tokenizer()
-    torch.manual_seed(1)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                      bos_token_id=tok.bos_token_id, tie_word_embeddings=True)
     out = tmp_path_factory.mktemp("tiny_char_llama")
-    LlamaForCausalLM(cfg).save_pretrained(out)
+    tiny_model(tok, seed=1, num_layers=1, max_positions=512).save_pretrained(out)
     tok.save_pretrained(out)
     return out
 
