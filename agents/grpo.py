@@ -22,6 +22,7 @@ Micro-batches and processes pass the WHOLE batch's normaliser as ``denom`` (see
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from einops import reduce
@@ -176,10 +177,16 @@ def token_logprobs(model: Any, input_ids: Any, attention_mask: Any, temperature:
 
 
 def _takes_logits_to_keep(model: Any) -> bool:
-    """Whether ``model`` (or the module a DDP wrapper holds) accepts ``logits_to_keep``."""
+    """Whether ``model`` (or the module a DDP wrapper holds) accepts ``logits_to_keep``; looked up
+    once per model class (this runs for every micro-batch)."""
+    return _class_takes_logits_to_keep(type(getattr(model, "module", model)))
+
+
+@functools.cache
+def _class_takes_logits_to_keep(cls: type) -> bool:
     import inspect
 
-    forward = getattr(getattr(model, "module", model), "forward", None)
+    forward = getattr(cls, "forward", None)
     try:
         return forward is not None and "logits_to_keep" in inspect.signature(forward).parameters
     except (TypeError, ValueError):

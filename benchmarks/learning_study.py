@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", action="store_true", help="pool the finished runs into docs/learning.md")
     args = p.parse_args(argv)
     args.command = "python benchmarks/learning_study.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    if not re.fullmatch(r"[a-z0-9_]+", args.section):
+        p.error(f"--section must be lower-case letters, digits or _ (it names a marker and a file), got {args.section!r}")
     if args.report:
         report(args)
         return 0

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--first", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    for flag in ("rows", "prompt", "response", "repeats"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.first is not None:
         child(args)
         return 0
