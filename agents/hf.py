@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reasonenv.models.assets import resolve_model
-from reasonenv.models.sampler import top_p_filter
+from reasonenv.models.sampler import sample_categorical, top_p_filter
 from reasonenv.segmentation import IncrementalDecoder, Segmenter
 
 # Per-layer (keys, values), each of shape (1, heads, cached_len, head_dim).
@@ -263,7 +263,7 @@ class HFPolicy:
             probs = logp.exp()
             if cfg.top_p < 1.0:
                 probs = top_p_filter(probs, cfg.top_p)
-            tok = torch.multinomial(probs, 1, generator=self._gen).squeeze(-1)
+            tok = sample_categorical(probs, self._gen)
         return tok, logp.gather(-1, tok[:, None]).squeeze(-1)
 
     def _store(self, row: _Row, past: Any, attn: Any, i: int) -> None:

@@ -201,8 +201,10 @@ def test_two_processes_equal_one_on_the_same_global_batch(tmp_path):
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     params = torch.load(tmp_path / "params.pt")
+    # lr 1e-2: an Adam step moves a weight by ~1e-2; 1e-5 (0.1 % of a step) leaves room for the
+    # all-reduce's different summation order on near-zero gradients, where Adam amplifies it.
     for a, b in zip(single.model.parameters(), params):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -224,8 +224,9 @@ def learning_run(tmp_path, negate=False, shapers=(), services=None):
 def test_grpo_learns_a_rewarded_token_and_unlearns_it_with_negated_advantages(tmp_path):
     up = learning_run(tmp_path / "up")
     down = learning_run(tmp_path / "down", negate=True)
+    assert up[0] == down[0]  # same seed: the same first rollout (later ones follow the updates)
     start = np.mean(up[:2])
-    assert 0.1 < start < 0.5 and np.mean(down[:2]) == pytest.approx(start)  # same seed, same start
+    assert 0.1 < start < 0.5, up
     assert np.mean(up[-3:]) > 0.7, up
     assert np.mean(down[-3:]) < 0.2, down
 
