@@ -21,28 +21,49 @@ import numpy as np
 from reasonenv.models.hf_utils import load_model, pad_right
 from reasonenv.shaping.protocols import RefRequest
 
+KV = tuple[tuple[Any, Any], ...]  # per layer (keys, values), each (1, heads, len(ids), head_dim)
+
 
 @dataclass
 class _KV:
-    past: Any  # the model's cache object covering ``ids``
+    past: Any  # KV tensors covering ``ids`` (sliceable models), else the model's cache object
     ids: tuple[int, ...]
     last: Any  # (V,) log-softmax of the prediction after ids[-1]
+
+
+@dataclass
+class _Hit:
+    index: int  # position of the request in the logprobs() call
+    entry: _KV  # the key's cache, which ``ctx`` extends
+    ctx: tuple[int, ...]
+
+    @property
+    def feed(self) -> tuple[int, ...]:
+        return self.ctx[len(self.entry.ids):]
 
 
 class HFRefScorer:
     """Reference-model log-probs with a KV cache per request key (implements ``RefLogprobScorer``).
 
     A request whose key is cached and whose ``context_ids`` extends the cached ids exactly
-    forwards only the new tokens through the cached ``past_key_values``; any other request is
-    forwarded fresh (fresh ones batched, right-padded). Scoring a sequence step by step thus
-    forwards each token once; :attr:`tokens_forwarded` counts the tokens forwarded.
+    forwards only the new tokens through the cached keys/values; any other request is forwarded
+    fresh. The cache-hit requests of one :meth:`logprobs` call are forwarded together: their
+    caches left-padded to a common length (attention mask and explicit position ids), the new
+    tokens left-padded after them, up to ``extend_batch_size`` rows per forward; fresh requests
+    are forwarded ``batch_size`` at a time, right-padded. Scoring a sequence step by step thus
+    forwards each token once, and a round of N live episodes costs one forward (N within the row
+    budgets). :attr:`tokens_forwarded` counts the tokens forwarded, :attr:`forward_calls` the
+    forwards. Models whose cache cannot be cut into rows (sliding-window layers) are forwarded one
+    request at a time.
 
     Args:
         model: A causal LM or a name/path for ``resolve_model``.
         tokenizer: Needed for a loaded model only to find BOS/pad (optional then).
         dtype: dtype used when loading by name.
         max_cached: KV caches kept (least recently used dropped first).
-        batch_size: Fresh requests per forward.
+        batch_size: Fresh requests (whole context forwarded) per forward.
+        extend_batch_size: Cache-hit requests per forward (the row budget of the batched
+            extension; its padded cache holds this many rows of the longest cached length).
 
     Example:
         >>> ref = HFRefScorer(tiny_model(tok), tok)  # doctest: +SKIP
@@ -50,16 +71,22 @@ class HFRefScorer:
     """
 
     def __init__(self, model: Any, tokenizer: Any | None = None, *, dtype: str = "float32",
-                 max_cached: int = 64, batch_size: int = 8) -> None:
+                 max_cached: int = 64, batch_size: int = 8, extend_batch_size: int = 64) -> None:
+        for name, value, low in (("max_cached", max_cached, 0), ("batch_size", batch_size, 1),
+                                 ("extend_batch_size", extend_batch_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"HFRefScorer {name}={value!r}; expected an int >= {low}")
         if isinstance(model, str):
             model, tokenizer = load_model(model, tokenizer, kind="causal", dtype=dtype)
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.max_cached, self.batch_size = int(max_cached), int(batch_size)
+        self.max_cached, self.batch_size = max_cached, batch_size
+        self.extend_batch_size = extend_batch_size
         cfg = model.config.get_text_config()
         types = getattr(cfg, "layer_types", None)
         # Per-row slices of a batched cache are plain tensors only for full-attention layers.
         self._sliceable = not getattr(cfg, "sliding_window", None) and (
             types is None or all(t == "full_attention" for t in types))
+        self._vocab = int(model.get_input_embeddings().num_embeddings)
         self._cache: OrderedDict[Hashable, _KV] = OrderedDict()
         self.tokens_forwarded = 0
         self.forward_calls = 0
@@ -72,77 +99,150 @@ class HFRefScorer:
             raise ValueError("empty context_ids and the model has no BOS token to condition on")
         return (int(bos),)
 
+    def _pad(self) -> int:
+        pad = getattr(self.tokenizer, "pad_token_id", None) if self.tokenizer is not None else None
+        return int(pad) if pad is not None else 0
+
     def logprobs(self, requests: Sequence[RefRequest]) -> list[np.ndarray]:
-        """For each request, ``log pi_ref(new_ids[j] | context_ids + new_ids[:j])`` (float64)."""
+        """For each request, ``log pi_ref(new_ids[j] | context_ids + new_ids[:j])`` (float64).
+
+        Requests are served in waves: a key's k-th request in the call goes in wave k, so it
+        extends the cache its previous one left; requests of different keys share a wave.
+        """
         out: list[np.ndarray | None] = [None] * len(requests)
-        pending: list[int] = []
-        pending_keys: set[Hashable] = set()
+        waves: list[list[int]] = []
+        seen: dict[Hashable, int] = {}
         for i, r in enumerate(requests):
             if not r.new_ids:
                 out[i] = np.zeros(0)
                 continue
-            if r.key is not None and r.key in pending_keys:  # same key twice: keep order
-                self._fresh(requests, pending, out)
-                pending, pending_keys = [], set()
+            w = 0
+            if r.key is not None:
+                w = seen[r.key] = seen.get(r.key, -1) + 1
+            if w == len(waves):
+                waves.append([])
+            waves[w].append(i)
+        for wave in waves:
+            self._serve(requests, wave, out)
+        return out  # type: ignore[return-value]
+
+    def _serve(self, requests: Sequence[RefRequest], wave: list[int], out: list[Any]) -> None:
+        """Score a wave of requests with distinct keys: cache hits batched, then fresh ones."""
+        hits: list[_Hit] = []
+        fresh: list[int] = []
+        for i in wave:
+            r = requests[i]
             ctx = tuple(r.context_ids) or self._bos()
             e = self._cache.get(r.key) if r.key is not None else None
             if e is not None and ctx[: len(e.ids)] == e.ids:
-                out[i] = self._extend(r.key, e, ctx, tuple(r.new_ids))
+                hit = _Hit(i, e, ctx)
+                self._check_ids(r, hit.feed + tuple(r.new_ids))
+                hits.append(hit)
             else:
                 self._cache.pop(r.key, None)
-                pending.append(i)
-                if r.key is not None:
-                    pending_keys.add(r.key)
-        self._fresh(requests, pending, out)
-        return out  # type: ignore[return-value]
+                self._check_ids(r, ctx + tuple(r.new_ids))
+                fresh.append(i)
+        if self._sliceable:
+            step = self.extend_batch_size
+            if len(hits) > step:  # rows of similar cached length share a forward
+                hits.sort(key=lambda h: len(h.entry.ids))
+            for s in range(0, len(hits), step):
+                self._extend(requests, hits[s: s + step], out)
+        else:
+            for h in hits:
+                self._extend_one(requests, h, out)
+        self._fresh(requests, fresh, out)
 
-    def _extend(self, key: Hashable, e: _KV, ctx: tuple[int, ...], new: tuple[int, ...]) -> np.ndarray:
+    def _check_ids(self, r: RefRequest, ids: tuple[int, ...]) -> None:
+        """One-line error for a token id the model cannot embed (checked on forwarded ids only)."""
+        lo, hi = min(ids), max(ids)
+        if lo < 0 or hi >= self._vocab:
+            bad = lo if lo < 0 else hi
+            field = "new_ids" if bad in r.new_ids else "context_ids"
+            raise ValueError(f"RefRequest(key={r.key!r}) {field} holds token id {bad}, outside "
+                             f"the reference model's vocabulary [0, {self._vocab})")
+
+    def _extend(self, requests: Sequence[RefRequest], hits: list[_Hit], out: list[Any]) -> None:
+        """One forward of the new tokens of ``hits`` through their left-padded caches."""
         import torch
 
-        feed = ctx[len(e.ids):] + new
+        dev = self.model.device
+        feeds = [h.feed + tuple(requests[h.index].new_ids) for h in hits]
+        cached = [len(h.entry.ids) for h in hits]
+        past, attn = _left_pad([h.entry.past for h in hits], cached, dev)
+        n, width = len(hits), max(len(f) for f in feeds)
+        ids = torch.full((n, width), self._pad(), dtype=torch.long)
+        pos = torch.zeros((n, width), dtype=torch.long)
+        new_attn = torch.zeros((n, width), dtype=torch.long)
+        for b, (f, c) in enumerate(zip(feeds, cached)):
+            ids[b, width - len(f):] = torch.tensor(f, dtype=torch.long)
+            pos[b, width - len(f):] = torch.arange(c, c + len(f))
+            new_attn[b, width - len(f):] = 1
+        attn = torch.cat([attn, new_attn.to(dev)], dim=1)
+        with torch.no_grad():
+            o = self.model(input_ids=ids.to(dev), attention_mask=attn, position_ids=pos.to(dev),
+                           past_key_values=past, use_cache=True)
+        self.tokens_forwarded += sum(len(f) for f in feeds)
+        self.forward_calls += 1
+        for b, (h, f) in enumerate(zip(hits, feeds)):
+            r = requests[h.index]
+            new = tuple(r.new_ids)
+            # Column width - len(f) + q predicts feed[q + 1]; the cached last row predicts feed[0].
+            first = max(width - len(new) - 1, width - len(f))
+            logp = torch.log_softmax(o.logits[b, first:].float(), -1)
+            rows = logp[:-1] if len(f) > len(new) else torch.cat([h.entry.last[None], logp[:-1]], 0)
+            out[h.index] = _gather(rows, new)
+            kv = _split_row(o.past_key_values, attn[b].bool(), b)
+            self._put(r.key, _KV(kv, h.ctx + new, logp[-1].clone()))
+
+    def _extend_one(self, requests: Sequence[RefRequest], h: _Hit, out: list[Any]) -> None:
+        """One request through the model's own cache object (models whose cache is not sliceable)."""
+        import torch
+
+        r, e = requests[h.index], h.entry
+        new = tuple(r.new_ids)
+        feed = h.feed + new
         ids = torch.tensor([feed], dtype=torch.long, device=self.model.device)
         with torch.no_grad():
             o = self.model(input_ids=ids, past_key_values=e.past, use_cache=True)
         self.tokens_forwarded += len(feed)
         self.forward_calls += 1
-        logp = torch.log_softmax(o.logits[0].float(), -1)  # (n, V)
-        rows = torch.cat([e.last[None], logp[:-1]], 0)  # rows[q] predicts position len(e.ids) + q
-        off = len(ctx) - len(e.ids)
-        idx = torch.tensor(new, device=rows.device)
-        vals = rows[off: off + len(new)].gather(-1, idx[:, None]).squeeze(-1)
-        self._put(key, _KV(o.past_key_values, ctx + new, logp[-1].clone()))
-        return vals.double().cpu().numpy()
+        logp = torch.log_softmax(o.logits[0, max(0, len(feed) - len(new) - 1):].float(), -1)
+        rows = logp[:-1] if len(feed) > len(new) else torch.cat([e.last[None], logp[:-1]], 0)
+        out[h.index] = _gather(rows, new)
+        self._put(r.key, _KV(o.past_key_values, h.ctx + new, logp[-1].clone()))
 
     def _fresh(self, requests: Sequence[RefRequest], idx: list[int], out: list[Any]) -> None:
         import torch
-        from transformers import DynamicCache
 
         step = self.batch_size if self._sliceable else 1
+        seq_of = {i: (tuple(requests[i].context_ids) or self._bos()) + tuple(requests[i].new_ids)
+                  for i in idx}
+        if len(idx) > step:  # rows of similar length share a forward
+            idx = sorted(idx, key=lambda i: len(seq_of[i]))
         for s in range(0, len(idx), step):
             chunk = idx[s: s + step]
-            ctxs = [tuple(requests[i].context_ids) or self._bos() for i in chunk]
-            seqs = [c + tuple(requests[i].new_ids) for c, i in zip(ctxs, chunk)]
+            seqs = [seq_of[i] for i in chunk]
             keyed = any(requests[i].key is not None for i in chunk)
-            pad = getattr(self.tokenizer, "pad_token_id", None) or 0
-            ids, attn = pad_right(seqs, pad, self.model.device)
+            ids, attn = pad_right(seqs, self._pad(), self.model.device)
             with torch.no_grad():
                 o = self.model(input_ids=ids, attention_mask=attn, use_cache=keyed)
             self.tokens_forwarded += sum(len(q) for q in seqs)
             self.forward_calls += 1
-            logp = torch.log_softmax(o.logits.float(), -1)  # (B, T, V)
-            for b, (i, ctx, seq) in enumerate(zip(chunk, ctxs, seqs)):
-                new = torch.tensor(requests[i].new_ids, device=logp.device)
-                rows = logp[b, len(ctx) - 1: len(seq) - 1]  # predictions of the new tokens
-                out[i] = rows.gather(-1, new[:, None]).squeeze(-1).double().cpu().numpy()
+            for b, (i, seq) in enumerate(zip(chunk, seqs)):
+                new = tuple(requests[i].new_ids)
+                # Columns len(seq) - len(new) - 1 .. len(seq) - 1: the new tokens' predictions and
+                # the prediction after the last token.
+                logp = torch.log_softmax(o.logits[b, len(seq) - len(new) - 1: len(seq)].float(), -1)
+                out[i] = _gather(logp[:-1], new)
                 key = requests[i].key
                 if key is None:
                     continue
-                past = o.past_key_values
-                if len(chunk) > 1:
-                    past = DynamicCache(ddp_cache_data=[
-                        (lay.keys[b: b + 1, :, : len(seq)].clone(), lay.values[b: b + 1, :, : len(seq)].clone())
-                        for lay in o.past_key_values.layers])
-                self._put(key, _KV(past, seq, logp[b, len(seq) - 1].clone()))
+                if self._sliceable:
+                    past = _cut_row(o.past_key_values, b, len(seq), copy=len(chunk) > 1)
+                else:
+                    past = o.past_key_values
+                self._put(key, _KV(past, seq, logp[-1].clone()))
 
     def _put(self, key: Hashable, entry: _KV) -> None:
         self._cache[key] = entry
@@ -157,3 +257,64 @@ class HFRefScorer:
     def cached_keys(self) -> list[Hashable]:
         """Keys with a KV cache, least recently used first."""
         return list(self._cache)
+
+
+def _gather(rows: Any, new: tuple[int, ...]) -> np.ndarray:
+    """``rows[j, new[j]]`` as float64 numpy (rows: (len(new), V) log-probs)."""
+    import torch
+
+    idx = torch.tensor(new, dtype=torch.long, device=rows.device)
+    return rows.gather(-1, idx[:, None]).squeeze(-1).double().cpu().numpy()
+
+
+def _layers(past: Any) -> list[tuple[Any, Any]]:
+    """Per layer (keys, values) of a model cache, each (batch, heads, length, head_dim)."""
+    out = []
+    for layer in past.layers:
+        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+        if keys is None or getattr(layer, "is_sliding", False) or keys.dim() != 4:
+            raise NotImplementedError(
+                f"HFRefScorer batches per-key caches of full key/value layers; cache layer "
+                f"{type(layer).__name__} is not one")
+        out.append((keys, values))
+    return out
+
+
+def _cut_row(past: Any, b: int, length: int, *, copy: bool) -> KV:
+    """Row ``b`` of a right-padded batched cache, its first ``length`` positions."""
+    cut = [(k[b: b + 1, :, :length], v[b: b + 1, :, :length]) for k, v in _layers(past)]
+    return tuple((k.clone(), v.clone()) if copy else (k, v) for k, v in cut)
+
+
+def _split_row(past: Any, mask: Any, b: int) -> KV:
+    """Row ``b`` of a left-padded batched cache at the positions where ``mask`` ((C,) bool) is set."""
+    out = []
+    for k, v in _layers(past):
+        if k.shape[-2] != mask.shape[0]:
+            raise RuntimeError(f"cache length {k.shape[-2]} != attention mask length {mask.shape[0]}")
+        out.append((k[b: b + 1, :, mask], v[b: b + 1, :, mask]))
+    return tuple(out)
+
+
+def _left_pad(kvs: list[KV], lengths: list[int], device: Any) -> tuple[Any, Any]:
+    """Per-key caches left-padded to the longest: ``(DynamicCache (N, heads, C, head_dim), mask (N, C))``.
+
+    The mask is 1 on each row's last ``lengths[i]`` positions (its cache) and 0 on the padding.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    n, width = len(kvs), max(lengths)
+    layers = []
+    for layer in range(len(kvs[0])):
+        k0, v0 = kvs[0][layer]
+        keys = k0.new_zeros((n, k0.shape[1], width, k0.shape[3]))
+        values = v0.new_zeros((n, v0.shape[1], width, v0.shape[3]))
+        for i, (kv, c) in enumerate(zip(kvs, lengths)):
+            keys[i, :, width - c:] = kv[layer][0][0]
+            values[i, :, width - c:] = kv[layer][1][0]
+        layers.append((keys, values))
+    attn = torch.zeros((n, width), dtype=torch.long)
+    for i, c in enumerate(lengths):
+        attn[i, width - c:] = 1
+    return DynamicCache(ddp_cache_data=layers), attn.to(device)
