@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reasonenv.models.assets import resolve_model
+from reasonenv.models.kv_cache import KV, left_pad, split_row
 from reasonenv.models.sampler import sample_categorical, top_p_filter
 from reasonenv.segmentation import IncrementalDecoder, Segmenter
 
-# Per-layer (keys, values), each of shape (1, heads, cached_len, head_dim).
-KV = list[tuple[Any, Any]]
+_HINT = "use HFPolicyConfig(cache=False) for this model"
 
 
 @dataclass
@@ -202,7 +202,7 @@ class HFPolicy:
                 r.state.cached = 0
         pending = [r.state.ids()[r.state.cached:] for r in live]
         cached = [r.state.cached for r in live]
-        past, attn = _batch_cache([r.state.kv for r in live], cached, device)
+        past, attn = left_pad([r.state.kv for r in live], cached, device)
         for r in live:  # the batched copy replaces the per-slot caches until _store
             r.state.kv = None
             self._lru.pop(r.slot, None)
@@ -275,7 +275,7 @@ class HFPolicy:
         if not self.config.cache or self.config.max_cached_slots == 0:
             st.kv, st.cached = None, 0
             return
-        st.kv = _split_row(past, attn[i].bool(), i)
+        st.kv = split_row(past, attn[i].bool(), i, _HINT)
         st.cached = len(st.ids()) - 1
         self._lru.pop(row.slot, None)
         self._lru[row.slot] = None
@@ -283,47 +283,3 @@ class HFPolicy:
             old, _ = self._lru.popitem(last=False)
             if old in self._slots:
                 self._slots[old].kv, self._slots[old].cached = None, 0
-
-
-def _batch_cache(kvs: list[KV | None], lengths: list[int], device: Any) -> tuple[Any, Any]:
-    """Left-pad per-slot caches to a common length; return (DynamicCache, attention mask).
-
-    Rows without a cache (``None``, length 0) become all padding. The mask is ``(N, C)`` with 0
-    on the padding; with no cache at all it is ``(N, 0)`` and the cache is empty.
-    """
-    import torch
-    from transformers import DynamicCache
-
-    n, width = len(kvs), max(lengths)
-    attn = torch.zeros((n, width), dtype=torch.long, device=device)
-    cache = DynamicCache()
-    ref = next((kv for kv in kvs if kv is not None), None)
-    if width == 0 or ref is None:
-        return cache, attn
-    for layer, (k0, v0) in enumerate(ref):
-        keys = k0.new_zeros((n, k0.shape[1], width, k0.shape[3]))
-        values = v0.new_zeros((n, v0.shape[1], width, v0.shape[3]))
-        for i, (kv, c) in enumerate(zip(kvs, lengths)):
-            if kv is not None and c:
-                keys[i, :, width - c:] = kv[layer][0][0]
-                values[i, :, width - c:] = kv[layer][1][0]
-        cache.update(keys, values, layer)
-    for i, c in enumerate(lengths):
-        attn[i, width - c:] = 1 if c else 0
-    return cache, attn
-
-
-def _split_row(past: Any, mask: Any, i: int) -> KV:
-    """Row ``i`` of a batched cache at the positions where ``mask`` (bool, ``(C,)``) is set."""
-    kv: KV = []
-    for layer in past.layers:
-        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
-        if keys is None or getattr(layer, "is_sliding", False) or keys.dim() != 4:
-            raise NotImplementedError(
-                f"HFPolicy keeps per-slot key/value caches; cache layer {layer!r} is not a full "
-                "key/value layer (use HFPolicyConfig(cache=False) for this model)"
-            )
-        if keys.shape[-2] != mask.shape[0]:
-            raise RuntimeError(f"cache length {keys.shape[-2]} != attention mask {mask.shape[0]}")
-        kv.append((keys[i : i + 1, :, mask], values[i : i + 1, :, mask]))
-    return kv

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from reasonenv.models.hf_utils import load_model, pad_right
+from reasonenv.models.kv_cache import cut_row, left_pad, split_row
 from reasonenv.shaping.protocols import RefRequest
 
-KV = tuple[tuple[Any, Any], ...]  # per layer (keys, values), each (1, heads, len(ids), head_dim)
+_HINT = "HFRefScorer keeps one cache per key"
 
 
 @dataclass
@@ -169,7 +170,7 @@ class HFRefScorer:
         dev = self.model.device
         feeds = [h.feed + tuple(requests[h.index].new_ids) for h in hits]
         cached = [len(h.entry.ids) for h in hits]
-        past, attn = _left_pad([h.entry.past for h in hits], cached, dev)
+        past, attn = left_pad([h.entry.past for h in hits], cached, dev)
         n, width = len(hits), max(len(f) for f in feeds)
         ids = torch.full((n, width), self._pad(), dtype=torch.long)
         pos = torch.zeros((n, width), dtype=torch.long)
@@ -192,7 +193,7 @@ class HFRefScorer:
             logp = torch.log_softmax(o.logits[b, first:].float(), -1)
             rows = logp[:-1] if len(f) > len(new) else torch.cat([h.entry.last[None], logp[:-1]], 0)
             out[h.index] = _gather(rows, new)
-            kv = _split_row(o.past_key_values, attn[b].bool(), b)
+            kv = split_row(o.past_key_values, attn[b].bool(), b, _HINT)
             self._put(r.key, _KV(kv, h.ctx + new, logp[-1].clone()))
 
     def _extend_one(self, requests: Sequence[RefRequest], h: _Hit, out: list[Any]) -> None:
@@ -239,7 +240,7 @@ class HFRefScorer:
                 if key is None:
                     continue
                 if self._sliceable:
-                    past = _cut_row(o.past_key_values, b, len(seq), copy=len(chunk) > 1)
+                    past = cut_row(o.past_key_values, b, len(seq), copy=len(chunk) > 1, hint=_HINT)
                 else:
                     past = o.past_key_values
                 self._put(key, _KV(past, seq, logp[-1].clone()))
@@ -265,56 +266,3 @@ def _gather(rows: Any, new: tuple[int, ...]) -> np.ndarray:
 
     idx = torch.tensor(new, dtype=torch.long, device=rows.device)
     return rows.gather(-1, idx[:, None]).squeeze(-1).double().cpu().numpy()
-
-
-def _layers(past: Any) -> list[tuple[Any, Any]]:
-    """Per layer (keys, values) of a model cache, each (batch, heads, length, head_dim)."""
-    out = []
-    for layer in past.layers:
-        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
-        if keys is None or getattr(layer, "is_sliding", False) or keys.dim() != 4:
-            raise NotImplementedError(
-                f"HFRefScorer batches per-key caches of full key/value layers; cache layer "
-                f"{type(layer).__name__} is not one")
-        out.append((keys, values))
-    return out
-
-
-def _cut_row(past: Any, b: int, length: int, *, copy: bool) -> KV:
-    """Row ``b`` of a right-padded batched cache, its first ``length`` positions."""
-    cut = [(k[b: b + 1, :, :length], v[b: b + 1, :, :length]) for k, v in _layers(past)]
-    return tuple((k.clone(), v.clone()) if copy else (k, v) for k, v in cut)
-
-
-def _split_row(past: Any, mask: Any, b: int) -> KV:
-    """Row ``b`` of a left-padded batched cache at the positions where ``mask`` ((C,) bool) is set."""
-    out = []
-    for k, v in _layers(past):
-        if k.shape[-2] != mask.shape[0]:
-            raise RuntimeError(f"cache length {k.shape[-2]} != attention mask length {mask.shape[0]}")
-        out.append((k[b: b + 1, :, mask], v[b: b + 1, :, mask]))
-    return tuple(out)
-
-
-def _left_pad(kvs: list[KV], lengths: list[int], device: Any) -> tuple[Any, Any]:
-    """Per-key caches left-padded to the longest: ``(DynamicCache (N, heads, C, head_dim), mask (N, C))``.
-
-    The mask is 1 on each row's last ``lengths[i]`` positions (its cache) and 0 on the padding.
-    """
-    import torch
-    from transformers import DynamicCache
-
-    n, width = len(kvs), max(lengths)
-    layers = []
-    for layer in range(len(kvs[0])):
-        k0, v0 = kvs[0][layer]
-        keys = k0.new_zeros((n, k0.shape[1], width, k0.shape[3]))
-        values = v0.new_zeros((n, v0.shape[1], width, v0.shape[3]))
-        for i, (kv, c) in enumerate(zip(kvs, lengths)):
-            keys[i, :, width - c:] = kv[layer][0][0]
-            values[i, :, width - c:] = kv[layer][1][0]
-        layers.append((keys, values))
-    attn = torch.zeros((n, width), dtype=torch.long)
-    for i, c in enumerate(lengths):
-        attn[i, width - c:] = 1
-    return DynamicCache(ddp_cache_data=layers), attn.to(device)
