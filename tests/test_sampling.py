@@ -107,6 +107,12 @@ def test_a_row_with_nothing_to_sample_names_the_row(row: torch.Tensor) -> None:
         sample_categorical(w)
 
 
+def test_a_negative_weight_is_refused_even_when_the_row_sums_to_one() -> None:
+    w = torch.tensor([[0.2, 0.8, 0.0], [0.6, -0.1, 0.5]])
+    with pytest.raises(ValueError, match=r"probs row 1 holds a negative weight \(-0\.1"):
+        sample_categorical(w)
+
+
 def test_shape_is_checked() -> None:
     with pytest.raises(ValueError, match=r"probs must be \(N, V\), got shape \(3,\)"):
         sample_categorical(torch.ones(3))

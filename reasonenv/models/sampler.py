@@ -121,9 +121,10 @@ def sample_categorical(probs: Any, generator: Any = None) -> Any:
     float64, so the smallest probabilities keep their weight), then a binary search. It draws
     from the same distribution as ``torch.multinomial(probs, 1)``, which on CPU makes V
     exponential variates per row (the exponential race): this takes about half its time, at the
-    testbed's vocabulary and at SmolLM2's (docs/benchmarks.md, "Sampling one token"). A token of weight 0 is never drawn:
-    ``u`` lies in ``(0, total]`` and the search returns the first index whose running sum
-    reaches ``u``.
+    testbed's vocabulary and at SmolLM2's (docs/benchmarks.md, "Sampling one token"). A token
+    of weight 0 is never drawn: ``u`` lies in ``(0, total]`` and the search returns the first
+    index whose running sum reaches ``u``. Like ``torch.multinomial``, it refuses a negative
+    weight and a row whose sum is not positive and finite.
 
     Returns:
         (N,) long tensor of token ids.
@@ -132,10 +133,15 @@ def sample_categorical(probs: Any, generator: Any = None) -> Any:
 
     if probs.dim() != 2:
         raise ValueError(f"probs must be (N, V), got shape {tuple(probs.shape)}")
+    low = probs.amin(-1)
+    if bool((low < 0).any()):
+        bad = int((low < 0).nonzero()[0, 0])
+        raise ValueError(f"probs row {bad} holds a negative weight ({float(low[bad])})")
     cdf = probs.double().cumsum(-1)
     total = cdf[:, -1:]
-    if not bool((total > 0).all()) or not bool(torch.isfinite(total).all()):
-        bad = int(((total <= 0) | ~torch.isfinite(total)).nonzero()[0, 0])
+    ok = (total > 0) & torch.isfinite(total)
+    if not bool(ok.all()):
+        bad = int((~ok).nonzero()[0, 0])
         raise ValueError(f"probs row {bad} sums to {float(total[bad, 0])}: nothing to sample")
     u = (1.0 - torch.rand(total.shape, generator=generator, dtype=torch.float64,
                           device=probs.device)) * total
