@@ -56,6 +56,8 @@ class RolloutConfig:
     temperature: float = 1.0  # sampling temperature (1.0 keeps pi_old = sampler log-probs)
     top_p: float = 1.0  # nucleus sampling
     max_step_tokens: int = 96  # cap on one step's length
+    # backend=vllm: VLLMEngineConfig options, e.g. {compile: false, cpu_kv_cache_gib: 0.5}
+    vllm: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -120,6 +120,26 @@ def check_problems(cfg: TrainConfig) -> None:
                     f"offline ({offline}) with no cached copy; add ?path= to a local JSONL")
 
 
+def check_vllm_options(cfg: TrainConfig) -> None:
+    """``rollout.vllm``: known ``VLLMEngineConfig`` options, each of the option's type."""
+    import dataclasses
+
+    from reasonenv.agents.vllm_policy import VLLMEngineConfig
+
+    fields = {f.name: f for f in dataclasses.fields(VLLMEngineConfig)}
+    defaults = VLLMEngineConfig()
+    for key, value in cfg.rollout.vllm.items():
+        if key not in fields:
+            raise _fail(f"rollout.vllm.{key}", value, "not a VLLMEngineConfig option (one of "
+                        f"{', '.join(sorted(fields))})")
+        default = getattr(defaults, key)
+        kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,), dict: (dict,)}
+        want = kinds.get(type(default))
+        if want and value is not None and (not isinstance(value, want)
+                                           or (bool not in want and isinstance(value, bool))):
+            raise _fail(f"rollout.vllm.{key}", value, f"must be a {type(default).__name__}")
+
+
 def check_shaping(cfg: TrainConfig) -> None:
     """Shaper names and options, the advantage estimator they lead to, and the services spec."""
     from types import SimpleNamespace
@@ -238,6 +258,7 @@ def check_config(cfg: TrainConfig, *, check_model: bool = True) -> None:
     check_env_id(cfg)
     check_problems(cfg)
     check_shaping(cfg)
+    check_vllm_options(cfg)
     if check_model:
         check_model_name("model.name", cfg.model.name)
     check_out_dir(cfg)

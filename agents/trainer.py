@@ -148,8 +148,9 @@ class Trainer:
             return VLLMPolicy(str(folder), self.tok, VLLMPolicyConfig(
                 temperature=cfg.temperature, top_p=cfg.top_p, max_step_tokens=cfg.max_step_tokens,
                 split=split, seed=self.cfg.run.seed + 7919 * self.rank),
-                engine_config=VLLMEngineConfig(max_model_len=min(
-                    4096, int(getattr(self.model.config, "max_position_embeddings", 4096)))))
+                engine_config=VLLMEngineConfig(**{"max_model_len": min(
+                    4096, int(getattr(self.model.config, "max_position_embeddings", 4096))),
+                    **cfg.vllm}))
         from reasonenv.agents.hf import HFPolicy, HFPolicyConfig
 
         return HFPolicy(self.model, self.tok, HFPolicyConfig(

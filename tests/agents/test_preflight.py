@@ -79,6 +79,9 @@ PROBES = [
     ("run.steps=0", "run.steps=0", ">= 1"),
     ("run.checkpoint_every=-1", "run.checkpoint_every=-1", ">= 0"),
     ("run.seed=-1", "run.seed=-1", ">= 0"),
+    ("rollout.vllm.compil=false", "rollout.vllm.compil=False", "not a VLLMEngineConfig option"),
+    ("rollout.vllm.compile=1", "rollout.vllm.compile=1", "must be a bool"),
+    ("rollout.vllm.cpu_kv_cache_gib=big", "rollout.vllm.cpu_kv_cache_gib='big'", "must be a float"),
 ]
 
 
@@ -313,11 +316,14 @@ def test_shipped_configs_pass_the_preflight(tmp_path, monkeypatch):
     from reasonenv.agents import hub_access
     from reasonenv.agents.preflight import check_config
 
+    # Imported before the switches are cleared: a first import of tests.conftest (this test run
+    # alone) executes it again, and it sets HF_HUB_OFFLINE.
+    from tests.conftest import fake_tiny_artifacts, trainer_config_paths
+
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(hub_access, "probe_hub", lambda timeout=1.5: None)
     monkeypatch.setattr(hub_access, "_probe_result", False)
-    from tests.conftest import fake_tiny_artifacts, trainer_config_paths
 
     paths = trainer_config_paths()
     assert len(paths) >= 14

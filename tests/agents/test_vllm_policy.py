@@ -260,7 +260,8 @@ def test_trainer_runs_an_update_with_vllm_rollouts(vllm_python, tiny_tok, tmp_pa
     cfg = load_config(None, [
         f"run.out_dir={tmp_path}", "run.steps=2", "run.tensorboard=false", "run.progress=false",
         "run.plot=false", "rollout.backend=vllm", "rollout.num_problems=2", "rollout.group_size=4",
-        "rollout.max_step_tokens=6", "env.max_tokens=12", "env.chat=false", "optim.lr=1e-2"])
+        "rollout.max_step_tokens=6", "env.max_tokens=12", "env.chat=false", "optim.lr=1e-2",
+        "rollout.vllm.compile=false", "rollout.vllm.cpu_kv_cache_gib=0.25"])
     import zlib
 
     from reasonenv.grading import Verdict
@@ -272,6 +273,8 @@ def test_trainer_runs_an_update_with_vllm_rollouts(vllm_python, tiny_tok, tmp_pa
     model = tiny_model(tiny_tok, hidden_size=256)
     before = [p.detach().clone() for p in model.parameters()]
     tr = Trainer(cfg, model, tiny_tok)
+    engine = tr.policy.engine.config  # rollout.vllm reaches the engine
+    assert (engine.compile, engine.cpu_kv_cache_gib, engine.max_model_len) == (False, 0.25, 2048)
     try:
         hist = tr.train()
     finally:
