@@ -144,13 +144,17 @@ def test_unknown_aggregation_is_named():
         loss_denominator("dr_grpo", 3, 1)
 
 
-def test_token_logprobs_equal_the_log_softmax_of_the_tempered_logits():
+@pytest.mark.parametrize("chunk", [128, 4], ids=["one chunk", "chunks of 4 positions"])
+def test_token_logprobs_equal_the_log_softmax_of_the_tempered_logits(monkeypatch, chunk):
+    from reasonenv.agents import grpo
     from reasonenv.agents.grpo import token_logprobs
     from reasonenv.testing import tiny_model, tiny_tokenizer
 
+    monkeypatch.setattr(grpo, "ENTROPY_CHUNK", chunk)  # 4 does not divide the 2 x 9 positions
     tok = tiny_tokenizer()
     model = tiny_model(tok)
-    ids = torch.tensor([tok.encode("What is 2 + 2? 4.", add_special_tokens=False)])
+    ids = torch.tensor([tok.encode("What is 2 + 2? 4.", add_special_tokens=False)] * 2)
+    ids[1] = ids[1].flip(0)  # two different rows
     attn = torch.ones_like(ids)
     for temp in (1.0, 0.7):
         logp, ent = token_logprobs(model, ids, attn, temp)
