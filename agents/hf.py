@@ -34,6 +34,9 @@ class HFPolicyConfig:
     seed: int = 0
     cache: bool = True  # keep each slot's KV cache between act() calls
     max_cached_slots: int = 64  # LRU bound on slots whose KV cache is kept
+    # Keep sampling a slot past the end of its step while other slots are still in theirs (its
+    # batch row would idle otherwise); those tokens, up to max_step_tokens, start its next step.
+    lookahead: bool = True
 
 
 @dataclass
@@ -44,9 +47,11 @@ class _Slot:
     decoder: IncrementalDecoder
     kv: KV | None = None  # cache of ids()[:cached]
     cached: int = 0
+    ahead: list[int] = field(default_factory=list)  # sampled past the last step's end, not yet given
+    ahead_lps: list[float] = field(default_factory=list)
 
     def ids(self) -> list[int]:
-        return self.prompt_ids + self.decoder.ids
+        return self.prompt_ids + self.decoder.ids + self.ahead
 
 
 @dataclass
@@ -60,6 +65,7 @@ class _Row:
     lps: list[float] = field(default_factory=list)
     eos: bool = False
     tail: str = ""  # the step's last characters, for the incremental delimiter check
+    done: bool = False  # the step has ended (later tokens of this row go to the slot's ahead)
 
 
 class HFPolicy:
@@ -122,9 +128,13 @@ class HFPolicy:
             self._lru.pop(s, None)
 
     def clear_cache(self) -> None:
-        """Drop every KV cache but keep the token histories (call after the weights change)."""
+        """Drop every KV cache but keep the token histories (call after the weights change).
+
+        Tokens sampled ahead are dropped too: they came from the old weights.
+        """
         for st in self._slots.values():
             st.kv, st.cached = None, 0
+            st.ahead, st.ahead_lps = [], []
         self._lru.clear()
 
     def cached_tokens(self, slot: int) -> int:
@@ -176,7 +186,9 @@ class HFPolicy:
             rows.append(_Row(slot, st, len(dec.text), len(dec.ids)))
         if rows:
             try:
-                self._generate(rows)
+                todo = [r for r in rows if not self._take_ahead(r)]
+                if todo:
+                    self._generate(todo)
             except BaseException:
                 self.reset([r.slot for r in rows])  # half-sampled steps: start these slots over
                 raise
@@ -187,6 +199,31 @@ class HFPolicy:
             actions.append({"text": dec.text[r.start_char:], "token_ids": ids,
                             "logprobs": r.lps, "eos": r.eos})
         return actions
+
+    def _push(self, r: _Row, t: int, lp: float) -> bool:
+        """Append token ``t`` (log-prob ``lp``) to row ``r``'s step; True when it ends the step."""
+        dec = r.state.decoder
+        delta = dec.push(t)
+        r.lps.append(lp)
+        n = len(dec.ids) - r.start_tok
+        if t == self.tokenizer.eos_token_id:
+            r.eos = True
+        ended, r.tail = self.segmenter.ends_with_delta(r.tail, delta, n)
+        r.done = r.eos or n >= self.config.max_step_tokens or ended
+        return r.done
+
+    def _take_ahead(self, r: _Row) -> bool:
+        """Start ``r``'s step with the tokens sampled ahead for its slot; True if they end it.
+
+        ``ids()`` is unchanged (tokens move from the front of ``ahead`` to the decoder), so the
+        slot's cache stays valid; tokens after the step's end stay ahead.
+        """
+        st = r.state
+        while st.ahead:
+            t, lp = st.ahead.pop(0), st.ahead_lps.pop(0)
+            if self._push(r, t, lp):
+                return True
+        return False
 
     def _generate(self, rows: list[_Row]) -> None:
         """Sample up to ``max_step_tokens`` tokens per row: one batched forward per token."""
@@ -226,19 +263,20 @@ class HFPolicy:
                 tok, lp = self._sample(out.logits[:, -1, :].float())
                 keep: list[int] = []
                 for i, r in enumerate(live):
-                    t = int(tok[i])
-                    dec = r.state.decoder
-                    delta = dec.push(t)
-                    r.lps.append(float(lp[i]))
-                    n = len(dec.ids) - r.start_tok
-                    if t == eos_id:
-                        r.eos = True
-                    ended, r.tail = self.segmenter.ends_with_delta(r.tail, delta, n)
-                    if r.eos or n >= cfg.max_step_tokens or ended:
-                        self._store(r, past, attn, i)
-                    else:
+                    t, st = int(tok[i]), r.state
+                    if not r.done:
+                        stay = not self._push(r, t, float(lp[i])) or (cfg.lookahead and not r.eos)
+                    else:  # sampled ahead: the start of the slot's next step
+                        st.ahead.append(t)
+                        st.ahead_lps.append(float(lp[i]))
+                        stay = t != eos_id and len(st.ahead) < cfg.max_step_tokens
+                    if stay:
                         keep.append(i)
-                if not keep:
+                    else:
+                        self._store(r, past, attn, i)
+                if all(live[i].done for i in keep):  # no step still running: rows ahead stop too
+                    for i in keep:
+                        self._store(live[i], past, attn, i)
                     break
                 if len(keep) < len(live):
                     idx = torch.tensor(keep, dtype=torch.long, device=device)

@@ -70,7 +70,7 @@ def test_logprobs_match_teacher_forcing_over_three_steps(tiny_tok, tiny_lm):
 
 
 def test_every_token_is_forwarded_exactly_once(tiny_tok, tiny_lm):
-    pol = make_policy(tiny_lm, tiny_tok)
+    pol = make_policy(tiny_lm, tiny_tok, lookahead=False)  # lookahead: the test after this one
     slots = [0, 1, 2]
     pol.reset(slots)
     generated = {s: 0 for s in slots}
@@ -91,6 +91,108 @@ def test_every_token_is_forwarded_exactly_once(tiny_tok, tiny_lm):
     for s in slots:
         st = pol._slots[s]
         assert all(k.shape[-2] == v.shape[-2] == st.cached for k, v in st.kv)
+
+
+def newline_boosted_model(tok, boost=5.0):
+    """A fresh tiny model whose "\\n" logit is raised, so "\\n"-steps end at varied lengths."""
+    from reasonenv.testing import tiny_model
+
+    model = tiny_model(tok)
+    nl = encode(tok, "\n")[0]
+
+    def hook(module, args, out):
+        out.logits[..., nl] += boost
+        return out
+
+    model.register_forward_hook(hook)
+    return model
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_lookahead_forwards_each_token_once_and_saves_forward_calls(tiny_tok, tiny_lm, temperature):
+    """A slot whose step ended keeps sampling while others finish theirs; its next step starts
+    with those tokens. Each act() then runs max(step length - tokens already ahead) forwards
+    over the slots it does not serve from the buffer alone; greedy, the steps are those
+    without lookahead; sampled, the log-probs are the teacher-forced ones; each token is
+    forwarded once."""
+    model = tiny_lm if temperature == 0.0 else newline_boosted_model(tiny_tok)
+    slots = [0, 1, 2]
+    runs = {}
+    for ahead in (False, True):
+        pol = make_policy(model, tiny_tok, lookahead=ahead, temperature=temperature)
+        pol.reset(slots)
+        steps = {s: [] for s in slots}
+        saved = without = 0
+        for _ in range(5):
+            before = {s: len(pol._slots[s].ahead) if s in pol._slots else 0 for s in slots}
+            calls = pol.forward_calls
+            acts = pol.act(PROMPTS, slots)
+            need = [len(a["token_ids"]) - before[s] for s, a in zip(slots, acts)]
+            assert pol.forward_calls - calls == max(0, max(need))
+            without += max(len(a["token_ids"]) for a in acts)
+            saved += max(len(a["token_ids"]) for a in acts) - max(0, max(need))
+            for s, a in zip(slots, acts):
+                steps[s].append(a)
+        runs[ahead] = (pol, steps, saved)
+    pol, steps, saved = runs[True]
+    assert runs[False][2] == 0
+    if temperature > 0:  # greedy, the same slots have the longest steps every time: nothing saved
+        assert saved > 0  # fewer forwards than the same steps would take without lookahead
+    buffered = {s: len(pol._slots[s].ahead) for s in steps}
+    prompt_lens = [len(encode(tiny_tok, p)) for p in PROMPTS]
+    generated = {s: sum(len(a["token_ids"]) for a in st) for s, st in steps.items()}
+    assert pol.tokens_forwarded == sum(p + generated[s] + buffered[s] - 1
+                                       for s, p in zip(steps, prompt_lens))
+    for s, p in zip(steps, prompt_lens):
+        assert pol.cached_tokens(s) == p + generated[s] + buffered[s] - 1
+    for s, prompt in zip(steps, PROMPTS):
+        ids = [t for a in steps[s] for t in a["token_ids"]]
+        lps = [lp for a in steps[s] for lp in a["logprobs"]]
+        assert lps == pytest.approx(teacher_forced(model, encode(tiny_tok, prompt), ids), abs=1e-4)
+        if temperature == 0.0:
+            assert [a["token_ids"] for a in steps[s]] == [a["token_ids"] for a in runs[False][1][s]]
+
+
+def test_lookahead_stops_at_eos(tiny_tok):
+    from reasonenv.testing import tiny_model
+
+    model = tiny_model(tiny_tok)
+    eos = tiny_tok.eos_token_id
+
+    def hook(module, args, out):  # EOS likely, so some slot ends an episode while others run
+        out.logits[..., eos] += 4.0
+        return out
+
+    model.register_forward_hook(hook)
+    pol = make_policy(model, tiny_tok, max_step_tokens=8)
+    slots = list(range(6))
+    prompts = (PROMPTS * 2)[:6]
+    pol.reset(slots)
+    seen_eos_ahead = False
+    for _ in range(4):
+        for s, a in zip(slots, pol.act(prompts, slots)):
+            assert eos not in a["token_ids"][:-1]
+            ahead = pol._slots[s].ahead
+            assert eos not in ahead[:-1]  # nothing is sampled past an EOS
+            seen_eos_ahead |= bool(ahead) and ahead[-1] == eos
+    assert seen_eos_ahead
+
+
+def test_clear_cache_and_reset_drop_the_tokens_sampled_ahead(tiny_tok, tiny_lm):
+    pol = make_policy(tiny_lm, tiny_tok, temperature=0.0)
+    slots = [0, 1, 2]
+    pol.reset(slots)
+    pol.act(PROMPTS, slots)
+    ahead = [s for s in slots if pol._slots[s].ahead]
+    assert ahead
+    history = {s: list(pol._slots[s].decoder.ids) for s in slots}
+    pol.clear_cache()  # new weights: tokens from the old ones must not be handed out
+    assert all(not pol._slots[s].ahead and not pol._slots[s].ahead_lps for s in slots)
+    assert all(pol._slots[s].ids()[len(encode(tiny_tok, p)):] == history[s]
+               for s, p in zip(slots, PROMPTS))
+    pol.act(PROMPTS, slots)
+    pol.reset(slots)
+    assert not pol._slots
 
 
 def test_greedy_with_cache_equals_plain_full_reforward(tiny_tok, tiny_lm):
