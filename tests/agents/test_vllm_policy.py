@@ -273,8 +273,8 @@ def test_trainer_runs_an_update_with_vllm_rollouts(vllm_python, tiny_tok, tmp_pa
     model = tiny_model(tiny_tok, hidden_size=256)
     before = [p.detach().clone() for p in model.parameters()]
     tr = Trainer(cfg, model, tiny_tok)
-    engine = tr.policy.engine.config  # rollout.vllm reaches the engine
-    assert (engine.compile, engine.cpu_kv_cache_gib, engine.max_model_len) == (False, 0.25, 2048)
+    engine = tr.policy.engine.config  # rollout.vllm reaches the engine; the model has 1024 positions
+    assert (engine.compile, engine.cpu_kv_cache_gib, engine.max_model_len) == (False, 0.25, 1024)
     try:
         hist = tr.train()
     finally:
