@@ -126,15 +126,15 @@ def check_vllm_options(cfg: TrainConfig) -> None:
 
     from reasonenv.agents.vllm_policy import VLLMEngineConfig
 
-    fields = {f.name: f for f in dataclasses.fields(VLLMEngineConfig)}
+    names = sorted(f.name for f in dataclasses.fields(VLLMEngineConfig))
     defaults = VLLMEngineConfig()
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,), dict: (dict,)}
     for key, value in cfg.rollout.vllm.items():
-        if key not in fields:
-            raise _fail(f"rollout.vllm.{key}", value, "not a VLLMEngineConfig option (one of "
-                        f"{', '.join(sorted(fields))})")
+        if key not in names:
+            raise _fail(f"rollout.vllm.{key}", value,
+                        f"not a VLLMEngineConfig option (one of {', '.join(names)})")
         default = getattr(defaults, key)
-        kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,), dict: (dict,)}
-        want = kinds.get(type(default))
+        want = kinds.get(type(default))  # None for options whose default is None: not checked
         if want and value is not None and (not isinstance(value, want)
                                            or (bool not in want and isinstance(value, bool))):
             raise _fail(f"rollout.vllm.{key}", value, f"must be a {type(default).__name__}")

@@ -82,6 +82,7 @@ PROBES = [
     ("rollout.vllm.compil=false", "rollout.vllm.compil=False", "not a VLLMEngineConfig option"),
     ("rollout.vllm.compile=1", "rollout.vllm.compile=1", "must be a bool"),
     ("rollout.vllm.cpu_kv_cache_gib=big", "rollout.vllm.cpu_kv_cache_gib='big'", "must be a float"),
+    ("rollout.vllm.cpu_kv_cache_gib=true", "rollout.vllm.cpu_kv_cache_gib=True", "must be a float"),
 ]
 
 
