@@ -34,6 +34,7 @@ from typing import Any
 
 from reasonenv.models.assets import resolve_model
 from reasonenv.segmentation import IncrementalDecoder, Segmenter
+from reasonenv.shaping.protocols import SharedService
 
 WORKER_SCRIPT = Path(__file__).with_name("vllm_worker.py")
 PYTHON_ENV_VAR = "REASONENV_VLLM_PYTHON"
@@ -441,7 +442,7 @@ class VLLMPolicy:
         self.close()
 
 
-class VLLMSampler:
+class VLLMSampler(SharedService):
     """Continuation sampler on vLLM (implements ``ContinuationSampler``; PAV's prover policy).
 
     Mirrors ``HFSampler``: each prompt's continuations are seeded from ``derive_seed(seed,

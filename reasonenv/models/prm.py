@@ -21,9 +21,10 @@ from reasonenv.models.hf_utils import (
     pad_right,
     single_token,
 )
+from reasonenv.shaping.protocols import SharedService
 
 
-class HFStepPRM:
+class HFStepPRM(SharedService):
     """A PRM that scores each step at its step tag (implements ``PRMScorer``, point estimate).
 
     The text ``question + " " + step_1 + step_tag + step_sep + step_2 + step_tag ...`` goes
@@ -112,7 +113,7 @@ def pinball_loss(pred: Any, target: Any, quantiles: Sequence[float]) -> Any:
     return torch.maximum(tau * diff, (tau - 1.0) * diff).mean()
 
 
-class QuantileHeadPRM:
+class QuantileHeadPRM(SharedService):
     """PROGRS's quantile-regression PRM: a base model plus a monotone quantile head.
 
     At each step tag (see :func:`encode_steps`) a linear head maps the last hidden state to Q

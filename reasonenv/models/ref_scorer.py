@@ -20,7 +20,7 @@ import numpy as np
 
 from reasonenv.models.hf_utils import load_model, pad_right
 from reasonenv.models.kv_cache import cut_row, left_pad, split_row
-from reasonenv.shaping.protocols import RefRequest
+from reasonenv.shaping.protocols import RefRequest, SharedService
 
 _HINT = "HFRefScorer keeps one cache per key"
 
@@ -43,7 +43,7 @@ class _Hit:
         return self.ctx[len(self.entry.ids):]
 
 
-class HFRefScorer:
+class HFRefScorer(SharedService):
     """Reference-model log-probs with a KV cache per request key (implements ``RefLogprobScorer``).
 
     A request whose key is cached and whose ``context_ids`` extends the cached ids exactly

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from reasonenv.models.hf_utils import load_model
+from reasonenv.shaping.protocols import SharedService
 from reasonenv.shaping.prover import derive_seed
 
 
-class HFSampler:
+class HFSampler(SharedService):
     """Continuation sampler for the prover (implements ``ContinuationSampler``).
 
     Every (prompt, sample) row has its own random stream, seeded from ``derive_seed(seed, ...)``,

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from reasonenv.models.hf_utils import hidden_states, load_model, pad_right
-from reasonenv.shaping.protocols import ProverRequest
+from reasonenv.shaping.protocols import ProverRequest, SharedService
 
 
-class ValueHeadProver:
+class ValueHeadProver(SharedService):
     """Learned Q^{BoK} estimator: a value head on a transformers model (optional PAV backend).
 
     ``sigmoid(w . h + b)`` where ``h`` is the base model's last hidden state at the last token

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from reasonenv.shaping.base import EpisodeRecord, Shaper, StepContext
-from reasonenv.shaping.protocols import RefRequest, Services
+from reasonenv.shaping.protocols import RefRequest, Services, SharedService
 
 
 class ShaperError(RuntimeError):
@@ -48,7 +48,7 @@ class ShaperSlot:
         return self.shaper.contributions()
 
 
-class RewardPipeline:
+class RewardPipeline(SharedService):
     """Applies the configured shapers at the step, token, episode-end and group-end points.
 
     Terms are reported weighted (``weight * term``), under the shaper's name; the env reward of

@@ -97,6 +97,20 @@ class ProverService(Protocol):
         ...
 
 
+class SharedService:
+    """Base of the services a run's envs share (models, caches, worker processes): a deep copy
+    returns the object itself.
+
+    gymnasium deep-copies an env's spec, its kwargs included, every time ``spec`` is read through
+    a wrapper (the group env reads it once at start-up). Without this, each read copied the
+    reference model, the PRM or the prover's model: two extra copies of the weights per group
+    env, 1 GB for SmolLM2-135M in fp32.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SharedService:
+        return self
+
+
 @dataclass
 class Services:
     """The services one env (or one group env, shared by all sub-envs) offers its shapers.

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from reasonenv.shaping.protocols import ContinuationSampler, ProverRequest
+from reasonenv.shaping.protocols import ContinuationSampler, ProverRequest, SharedService
 
 
 def _check_counts(c: int, m: int, K: int) -> None:
@@ -103,7 +103,7 @@ def _is_correct(v: Any) -> bool:
     return bool(v.correct) if hasattr(v, "correct") else bool(v)
 
 
-class MCProver:
+class MCProver(SharedService):
     """Monte-Carlo Best-of-K prover with a prefix cache (implements ``ProverService``).
 
     For each distinct ``(prompt, prefix, answer)`` not yet cached at this ``m``, it samples m

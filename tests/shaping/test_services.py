@@ -322,3 +322,34 @@ def test_build_services_prover_can_grade_like_a_lenient_env(tiny_tok, tiny_lm, t
     assert strict.grader is None  # the default, strict grade_batch at call time
     assert [v.correct for v in grade_batch(pairs)] == [False]
     assert [v.correct for v in lenient.grader(pairs)] == [True]
+
+
+def test_services_and_the_pipeline_are_shared_not_copied_when_a_spec_is_read(tiny_tok, tiny_lm):
+    """gymnasium deep-copies an env's spec (kwargs included) on every read through a wrapper;
+    the group env reads it at start-up. The models behind the services must not be copied."""
+    import gymnasium as gym
+
+    import reasonenv  # noqa: F401  (registers the envs)
+    from reasonenv.models.prm import QuantileHeadPRM
+    from reasonenv.models.ref_scorer import HFRefScorer
+    from reasonenv.models.sampler import HFSampler
+    from reasonenv.models.value_head import ValueHeadProver
+    from reasonenv.shaping.pipeline import RewardPipeline
+
+    ref = HFRefScorer(tiny_lm, tiny_tok)
+    shared = [ref, QuantileHeadPRM(copy.deepcopy(tiny_lm), tiny_tok),
+              MCProver(HFSampler(tiny_lm, tiny_tok), seed=0),
+              ValueHeadProver(copy.deepcopy(tiny_lm), tiny_tok, K=2, seed=0),
+              RewardPipeline([{"name": "prl", "eta": 2.0}], {"ref_model": ref})]
+    for s in shared:
+        assert copy.deepcopy(s) is s, type(s).__name__
+        assert copy.deepcopy({"x": [s]})["x"][0] is s  # also inside containers (spec kwargs)
+    venv = reasonenv.make_group_env("reasonenv/MathSteps-v0", 2, 2, autoreset=False,
+                                    problems="procedural:arithmetic?difficulty=1", tokenizer=tiny_tok,
+                                    shapers=[{"name": "prl", "eta": 2.0}], services={"ref_model": ref})
+    pipe = venv.envs[0].unwrapped.pipeline
+    assert venv.spec.kwargs["shapers"] is pipe and venv.envs[1].spec.kwargs["shapers"] is pipe
+    assert pipe.services.ref_logprobs is ref
+    env = gym.make("reasonenv/MathSteps-v0", problems="procedural:arithmetic?difficulty=1",
+                   tokenizer=tiny_tok, shapers=[{"name": "prl", "eta": 2.0}], services={"ref_model": ref})
+    assert env.spec.kwargs["services"]["ref_model"] is ref
