@@ -76,6 +76,7 @@ class AlgoConfig:
     kl_coef: float = 0.0  # beta of the optional k3 KL to the reference (PRL: 0, KL enters via 1/eta)
     inner_epochs: int = 1  # passes over each rollout batch
     micro_batch: int = 4  # responses per forward/backward; gradients accumulate over the batch
+    pack: bool = False  # padding-free loss forwards: each micro-batch's sequences packed into rows
     advantage: AdvantageGroupConfig = field(default_factory=AdvantageGroupConfig)
 
 

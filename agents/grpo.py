@@ -175,6 +175,66 @@ def token_logprobs(model: Any, input_ids: Any, attention_mask: Any, temperature:
     return logp, entropy
 
 
+def packed_token_logprobs(model: Any, packed: dict[str, Any], temperature: float = 1.0,
+                          *, with_entropy: bool = True):
+    """:func:`token_logprobs` for :func:`~reasonenv.agents.samples.collate_packed`'s rows.
+
+    One forward over the packed rows (``position_ids`` mark the sequences, no attention mask),
+    then the LM head on the hidden states of the response positions only (``src``), scored and
+    placed in the response-aligned layout (``dst``). A model behind a wrapper (DDP, whose
+    gradient sync needs its own forward) or without a separable base model and head gets the
+    whole forward instead (logits from column ``first`` on), gathered at the same positions.
+    The head is called as the model's ``get_output_embeddings()``: a model that post-processes
+    its logits (soft-capping, scaling) differs from its padded forward, which
+    ``Trainer.check_packing`` catches before the first update.
+
+    Returns:
+        ``(logp, entropy)``, both (N, L) like ``packed["mask"]``; column ``j`` of row ``i``
+        scores response token ``j`` of sample ``i`` (``entropy`` is None with
+        ``with_entropy=False``).
+    """
+    import torch
+
+    ids, pos = packed["input_ids"], packed["position_ids"]
+    rows, cols = packed["src"]
+    # use_cache=False: transformers reads position_ids restarts as boundaries only without a
+    # KV cache (which a model in eval mode would otherwise create).
+    parts = _backbone_and_head(model)
+    if parts is not None:  # the LM head on the response positions only
+        body, head = parts
+        hidden = body(input_ids=ids, position_ids=pos, use_cache=False).last_hidden_state
+        logits = head(hidden[rows, cols]).float()
+    else:  # a wrapper (DDP) must see the forward: all logits from column `first`, then gathered
+        T = ids.shape[1]
+        first = max(0, min(int(packed["first"]), T - 1))
+        kwargs = {"logits_to_keep": T - first} if first > 0 and _takes_logits_to_keep(model) else {}
+        first = first if kwargs else 0
+        logits = model(input_ids=ids, position_ids=pos, use_cache=False,
+                       **kwargs).logits[rows, cols - first].float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    target = ids[rows, cols + 1]
+    flat = logits.gather(-1, target[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    logp = flat.new_zeros(packed["mask"].shape).index_put(packed["dst"], flat)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            ent = _entropy(logits.detach())
+            entropy = ent.new_zeros(packed["mask"].shape).index_put(packed["dst"], ent)
+    return logp, entropy
+
+
+def _backbone_and_head(model: Any) -> tuple[Any, Any] | None:
+    """``(base model, LM head)`` of a transformers causal LM, or None (a wrapper such as DDP,
+    or a model without both parts)."""
+    if not hasattr(model, "get_output_embeddings") or not hasattr(model, "base_model"):
+        return None
+    body, head = model.base_model, model.get_output_embeddings()
+    if body is None or body is model or head is None:
+        return None
+    return body, head
+
+
 ENTROPY_CHUNK = 128  # positions per log_softmax in _entropy
 
 

@@ -81,6 +81,81 @@ def collate(samples: list[TrainSample]) -> dict[str, Any]:
             "adv": adv, "ref": ref, "first": max(0, first)}
 
 
+def collate_packed(samples: list[TrainSample]) -> dict[str, Any]:
+    """Padding-free rows for the loss forward (``algo.pack``): the samples' prompt + response
+    sequences packed first-fit-decreasing into rows no longer than the longest sequence, with
+    ``position_ids`` restarting at 0 for each sequence. transformers' causal LMs read those
+    restarts as sequence boundaries and mask attention across them (a block-diagonal causal
+    mask; flash-attention's varlen kernels on GPU); ``Trainer.check_packing`` verifies that the
+    model does. No row is longer than the padded batch's rows, so attention costs no more per
+    row, and there are fewer rows, with less padding.
+
+    Returns:
+        ``input_ids``, ``position_ids`` (R, T); ``src``: (rows, columns) of the logits positions
+        that score each response token, sample by sample; ``dst``: where each goes in the
+        response-aligned (N, L) layout of ``mask``, ``old``, ``adv``, ``ref`` (column ``j`` is
+        response token ``j``); ``first``: the first column any row needs logits for.
+
+    Example:
+        >>> a = TrainSample([1, 2], [3, 4, 5], np.zeros(3), np.ones(3))
+        >>> b = TrainSample([6], [7], np.zeros(1), np.ones(1))
+        >>> c = TrainSample([8, 9], [10], np.zeros(1), np.ones(1))
+        >>> t = collate_packed([a, b, c])  # three sequences, two rows: b fits after c
+        >>> t["input_ids"].tolist(), t["position_ids"].tolist()
+        ([[1, 2, 3, 4, 5], [8, 9, 10, 6, 7]], [[0, 1, 2, 3, 4], [0, 1, 2, 0, 1]])
+        >>> [x.tolist() for x in t["src"]], [x.tolist() for x in t["dst"]]
+        ([[0, 0, 0, 1, 1], [1, 2, 3, 1, 3]], [[0, 0, 0, 2, 1], [0, 1, 2, 0, 0]])
+    """
+    import torch
+
+    seqs = [s.prompt_ids + s.response_ids for s in samples]
+    cap = max(len(q) for q in seqs)
+    rows: list[list[int]] = []
+    used: list[int] = []
+    for i in sorted(range(len(seqs)), key=lambda i: (-len(seqs[i]), i)):
+        for r in range(len(rows)):
+            if used[r] + len(seqs[i]) <= cap:
+                rows[r].append(i)
+                used[r] += len(seqs[i])
+                break
+        else:
+            rows.append([i])
+            used.append(len(seqs[i]))
+    T, N = max(used), len(samples)
+    L = max(len(s.response_ids) for s in samples)
+    input_ids = torch.zeros((len(rows), T), dtype=torch.long)
+    position_ids = torch.zeros((len(rows), T), dtype=torch.long)
+    mask, old, adv, ref = (torch.zeros((N, L)) for _ in range(4))
+    src_r: list[int] = []
+    src_c: list[int] = []
+    dst_r: list[int] = []
+    dst_c: list[int] = []
+    for r, members in enumerate(rows):
+        o = 0
+        for i in members:
+            q, s = seqs[i], samples[i]
+            p, n = len(s.prompt_ids), len(s.response_ids)
+            input_ids[r, o: o + len(q)] = torch.tensor(q)
+            position_ids[r, o: o + len(q)] = torch.arange(len(q))
+            src_r += [r] * n
+            src_c += range(o + p - 1, o + p - 1 + n)  # logits position t predicts token t + 1
+            dst_r += [i] * n
+            dst_c += range(n)
+            mask[i, :n] = 1
+            old[i, :n] = torch.as_tensor(s.old_logprobs, dtype=torch.float32)
+            adv[i, :n] = torch.as_tensor(s.advantages, dtype=torch.float32)
+            if s.ref_logprobs is not None:
+                ref[i, :n] = torch.as_tensor(s.ref_logprobs, dtype=torch.float32)
+            o += len(q)
+        position_ids[r, o:] = torch.arange(T - o)  # the padding tail: a sequence of its own
+    # the first column any row needs logits for (the row's first prompt's length - 1)
+    first = min(len(samples[m[0]].prompt_ids) for m in rows) - 1
+    return {"input_ids": input_ids, "position_ids": position_ids,
+            "src": (torch.tensor(src_r), torch.tensor(src_c)),
+            "dst": (torch.tensor(dst_r), torch.tensor(dst_c)),
+            "mask": mask, "old": old, "adv": adv, "ref": ref, "first": max(0, first)}
+
+
 def resolve_advantage_config(group_cfg: Any, pipeline: Any) -> AdvantageConfig:
     """The run's :class:`AdvantageConfig`: ``algo.advantage`` with the estimator the shapers ask
     for when it is unset (``None``); a conflict is an error naming both.

@@ -30,12 +30,18 @@ from reasonenv.agents.checkpoints import (
     save_checkpoint,
 )
 from reasonenv.agents.config import ConfigError, TrainConfig, save_config
-from reasonenv.agents.grpo import loss_denominator, policy_loss, token_logprobs
+from reasonenv.agents.grpo import (
+    loss_denominator,
+    packed_token_logprobs,
+    policy_loss,
+    token_logprobs,
+)
 from reasonenv.agents.preflight import check_config
 from reasonenv.agents.runlog import RunLogger, plot_curves
 from reasonenv.agents.samples import (
     TrainSample,
     collate,
+    collate_packed,
     resolve_advantage_config,
     samples_of_group,
 )
@@ -102,6 +108,7 @@ class Trainer:
         needs_ref = cfg.algo.kl_coef > 0 or services.get("ref_model") == "reference"
         # The frozen reference: the initial weights (PRL's pi_ref, the k3 KL's anchor).
         self.ref = copy.deepcopy(model).eval().requires_grad_(False) if needs_ref else None
+        self._packing_checked = False  # algo.pack: check_packing runs before the first packed forward
         if services.get("ref_model") == "reference":
             services["ref_model"] = HFRefScorer(self.ref, tokenizer)
         prompt: dict[str, Any] = {"chat": cfg.env.chat}
@@ -237,13 +244,65 @@ class Trainer:
         out = []
         with torch.no_grad():
             for chunk in _chunks(list(range(len(samples))), self.cfg.algo.micro_batch):
-                t = collate([samples[i] for i in chunk])
-                logp, _ = token_logprobs(model, t["input_ids"], t["attention_mask"],
-                                         self.cfg.rollout.temperature, with_entropy=False, first=t["first"])
+                t, logp, _ = self._logprobs(model, [samples[i] for i in chunk], with_entropy=False)
                 for row in range(len(chunk)):
                     m = t["mask"][row].bool()
                     out.append(logp[row][m].double().numpy())
         return out
+
+    def _logprobs(self, model: Any, samples: list[TrainSample], *, with_entropy: bool = True):
+        """The collated micro-batch and its token log-probs (and entropy): padded rows, or packed
+        ones with ``algo.pack`` (checked once against the padded forward, :meth:`check_packing`)."""
+        T = self.cfg.rollout.temperature
+        if not self.cfg.algo.pack:
+            t = collate(samples)
+            logp, ent = token_logprobs(model, t["input_ids"], t["attention_mask"], T,
+                                       with_entropy=with_entropy, first=t["first"])
+            return t, logp, ent
+        if not self._packing_checked:
+            self.check_packing(samples)
+        t = collate_packed(samples)
+        logp, ent = packed_token_logprobs(model, t, T, with_entropy=with_entropy)
+        return t, logp, ent
+
+    def check_packing(self, samples: list[TrainSample], tol: float = 1e-3) -> float:
+        """Check that the model reads packed rows as separate sequences: the packed forward's
+        log-probs of (up to) the 8 shortest ``samples`` against the padded forward's.
+
+        A model whose attention ignores ``position_ids`` restarts would attend across sequences,
+        which silently corrupts every log-prob; this catches it before the first update.
+
+        Returns:
+            The largest absolute difference.
+
+        Raises:
+            ValueError: if it exceeds ``tol``, naming ``algo.pack`` and the model class.
+        """
+        import torch
+
+        few = sorted(samples, key=lambda s: len(s.prompt_ids) + len(s.response_ids))[:8]
+        if len(few) < 2:  # one sequence per row proves nothing: check on a later micro-batch
+            return 0.0
+        T = self.cfg.rollout.temperature
+        net, was_training = self.model, self.model.training
+        net.eval()  # no dropout: the two forwards must see the same function
+        with torch.no_grad():
+            a = collate(few)
+            padded, _ = token_logprobs(net, a["input_ids"], a["attention_mask"], T,
+                                       with_entropy=False, first=a["first"])
+            b = collate_packed(few)
+            packed, _ = packed_token_logprobs(net, b, T, with_entropy=False)
+        net.train(was_training)
+        diff = 0.0
+        for i, s in enumerate(few):
+            n, p = len(s.response_ids), len(s.prompt_ids)
+            diff = max(diff, float((padded[i, p - 1: p - 1 + n] - packed[i, :n]).abs().max()))
+        if not diff <= tol:
+            raise ValueError(f"algo.pack=true: {type(net).__name__} does not treat position_ids "
+                             f"restarts as sequence boundaries (packed log-probs differ from padded "
+                             f"ones by {diff:.3g} > {tol}); set algo.pack=false")
+        self._packing_checked = True
+        return diff
 
     # ------------------------------------------------------------------ update
     def update(self, batch: list[TrainSample]) -> dict[str, float]:
@@ -272,12 +331,10 @@ class Trainer:
             last = epoch == cfg.inner_epochs - 1
             chunks = _chunks(order, cfg.micro_batch)
             for c, chunk in enumerate(chunks):
-                t = collate([batch[i] for i in chunk])
                 sync = self.ddp is None or c == len(chunks) - 1
                 ctx = self.ddp.no_sync() if not sync else contextlib.nullcontext()
                 with ctx:
-                    logp, ent = token_logprobs(net, t["input_ids"], t["attention_mask"],
-                                               self.cfg.rollout.temperature, first=t["first"])
+                    t, logp, ent = self._logprobs(net, [batch[i] for i in chunk])
                     loss, st = policy_loss(
                         logp, t["old"], t["adv"], t["mask"], clip_eps_low=cfg.clip_eps_low,
                         clip_eps_high=cfg.clip_eps_high, ref_logp=t["ref"] if use_ref else None,
