@@ -49,6 +49,8 @@ class NoEosTokenizer:
         self._tok = tok
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_tok":  # not set yet (copy / pickle make the object without __init__)
+            raise AttributeError(name)
         return getattr(self._tok, name)
 
     def __call__(self, *a: Any, **kw: Any) -> Any:
