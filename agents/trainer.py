@@ -212,7 +212,9 @@ class Trainer:
         """Token advantages of every response, by the one composition rule, as train samples.
 
         Responses whose steps lack sampled log-probs (a step the env had to cut) count for their
-        group's normalisation but are not trained on (``self.skipped``).
+        group's normalisation but are not trained on (``self.skipped``). Where the sampler's
+        log-probs are not pi_old the batch is rescored by the training model, unless the update
+        takes pi_old from its own forward (:meth:`_old_from_forward`).
         """
         terms = [terms_of_group(g) for g in groups]
         advantages, stats = self.compose(
@@ -226,8 +228,7 @@ class Trainer:
             self.skipped += sum(s is None for s in samples)
             batch.extend(s for s in samples if s is not None)
         T = self.cfg.rollout.temperature
-        rescore = T != 1.0 or self.cfg.rollout.backend == "vllm"
-        if rescore:
+        if self._rescore() and not self._old_from_forward():
             # vLLM may run another precision: pi_old comes from the training model itself.
             for s, lp in zip(batch, self._score(self.model, batch)):
                 s.old_logprobs = lp
@@ -236,6 +237,21 @@ class Trainer:
             for s, lp in zip(missing, self._score(self.ref, missing)):
                 s.ref_logprobs = lp
         return batch
+
+    def _rescore(self) -> bool:
+        """Whether the sampler's log-probs are not pi_old: sampled at another temperature, or by
+        vLLM (another process, maybe another precision); pi_old is then the training model's."""
+        return self.cfg.rollout.temperature != 1.0 or self.cfg.rollout.backend == "vllm"
+
+    def _old_from_forward(self) -> bool:
+        """Whether the loss forward's own (detached) log-probs serve as pi_old.
+
+        With one pass over the batch (``algo.inner_epochs=1``) every micro-batch's forward runs
+        before the optimiser step, on the very weights a separate no-grad rescoring pass would
+        read: its detached log-probs are pi_old, and the pass is skipped (TRL does the same with
+        ``num_iterations=1``). Only where the sampler's log-probs are not pi_old (:meth:`_rescore`).
+        """
+        return self._rescore() and self.cfg.algo.inner_epochs == 1
 
     def _score(self, model: Any, samples: list[TrainSample]) -> list[np.ndarray]:
         """log-probs of each sample's response tokens under ``model`` (at the sampling temperature)."""
@@ -322,6 +338,7 @@ class Trainer:
         denom = loss_denominator(cfg.loss_agg, float(counts[0]), float(counts[1]),
                                  self.cfg.env.max_tokens) / self.world
         use_ref = self.ref is not None or any(s.ref_logprobs is not None for s in batch)
+        old_from_forward = self._old_from_forward()
         stats = {"loss": 0.0, "clip_tokens": 0.0, "clip_low_tokens": 0.0, "clip_high_tokens": 0.0,
                  "kl_sum": 0.0, "entropy_sum": 0.0, "grad_norm": 0.0}
         # Micro-batches of similar lengths pad less; the loss is a sum over the batch with one
@@ -335,8 +352,9 @@ class Trainer:
                 ctx = self.ddp.no_sync() if not sync else contextlib.nullcontext()
                 with ctx:
                     t, logp, ent = self._logprobs(net, [batch[i] for i in chunk])
+                    old = logp.detach() if old_from_forward else t["old"]
                     loss, st = policy_loss(
-                        logp, t["old"], t["adv"], t["mask"], clip_eps_low=cfg.clip_eps_low,
+                        logp, old, t["adv"], t["mask"], clip_eps_low=cfg.clip_eps_low,
                         clip_eps_high=cfg.clip_eps_high, ref_logp=t["ref"] if use_ref else None,
                         kl_coef=cfg.kl_coef, agg=cfg.loss_agg, denom=denom,
                         max_tokens=self.cfg.env.max_tokens)

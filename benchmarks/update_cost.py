@@ -1,5 +1,6 @@
-"""Seconds per GRPO update of the tiny testbed model as G, B and response length double, split
-into phases, and the per-update cost of each built-in shaper as a ratio to plain GRPO.
+"""Seconds per GRPO update (of the tiny testbed model, or ``--model``) as G, B and response
+length double, split into phases, and the per-update cost of each built-in shaper as a ratio to
+plain GRPO.
 
 Every update is the trainer's own loop body (``rollout`` -> ``make_batch`` -> ``update``), timed
 by phase through thin wrappers around the trainer's parts (no library code changes):
@@ -21,6 +22,8 @@ other round, after one warm-up update each; medians (min-max) over the rounds.
 
     .venv/bin/python benchmarks/update_cost.py --parts scaling --rounds 5
     .venv/bin/python benchmarks/update_cost.py --parts shapers --rounds 5
+    .venv/bin/python benchmarks/update_cost.py --model smollm2-135m-instruct --parts scaling \
+        --B 1 --G 2 --L 16 --step-tokens 16 --rounds 2   # its own section
 """
 
 from __future__ import annotations
@@ -240,6 +243,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model, tok, label = load_lm(args.model)
     parts = set(args.parts.split(","))
+    # the testbed model's sections keep their names; another model's get their own
+    suffix = "" if args.model == "random-tiny" else f", {args.model}"
+    scaling_title = f"## GRPO update cost as G, B and L double{suffix} (`benchmarks/update_cost.py`)"
     B, G, L, S = args.B, args.G, args.L, args.step_tokens
     pav = {"K": args.pav_K, "m": args.pav_m, "new_tokens": args.pav_new_tokens}
     sections: dict[str, list[str]] = {}
@@ -255,7 +261,7 @@ def main() -> None:
         base = res[f"G={G}"]
         show = {f"B={B}, G={G}, L={L} (base)": base}
         show.update({f"{n} (others as base)": xs for n, xs in res.items() if n != f"G={G}"})
-        sections["## GRPO update cost as G, B and L double (`benchmarks/update_cost.py`)"] = [
+        sections[scaling_title] = [
             f"Base point B={B} problems x G={G} samples, responses of L={L} tokens in steps of "
             f"{S} tokens, outcome reward only (plain GRPO), one micro-batch for the whole batch, "
             f"one inner epoch; {args.rounds} rounds. Phase columns are medians of seconds "
@@ -271,7 +277,7 @@ def main() -> None:
                 if vals[0] > 0:
                     growth.append(f"{axis} x2 / x4, {'CPU time' if phase == 'cpu' else phase}: {vals[1] / vals[0]:.2f}x / "
                                   f"{vals[2] / vals[0]:.2f}x")
-        sections["## GRPO update cost as G, B and L double (`benchmarks/update_cost.py`)"] += [
+        sections[scaling_title] += [
             "Growth of the medians against the base point (x2 and x4 on one axis):", "",
             *[f"* {g}" for g in growth], ""]
     if "shapers" in parts:
@@ -288,7 +294,7 @@ def main() -> None:
         pav_name = list(configs)[-2]
         hits = [x["hits"] / max(1.0, x["hits"] + x["misses"]) * 100 for x in res[pav_name]]
         prl = res["PRL (reference pass)"]
-        sections["## Shaper cost per update (`benchmarks/update_cost.py`)"] = [
+        sections[f"## Shaper cost per update{suffix} (`benchmarks/update_cost.py`)"] = [
             f"B={B} x G={G}, responses of {L} tokens in steps of {S} tokens, {args.rounds} rounds. "
             "PRL: configs/prl.yaml's options (eta 200, orm, split every step), reference = the "
             "frozen initial weights. PROGRS: configs/progrs.yaml's options with a learned PRM of "

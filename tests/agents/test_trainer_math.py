@@ -152,8 +152,8 @@ def test_inner_epochs_equal_repeated_passes_over_the_batch(tmp_path):
 
 
 def test_rescoring_at_temperature_uses_the_tempered_training_model(tmp_path):
-    T = 0.7
-    tr = trainer(cfg_for(tmp_path, f"rollout.temperature={T}"))
+    T = 0.7  # two passes over the batch: pi_old must be stored, so the batch is rescored
+    tr = trainer(cfg_for(tmp_path, f"rollout.temperature={T}", "algo.inner_epochs=2"))
     batch = tr.make_batch(tr.rollout()[0])
     s = batch[0]
     ids = torch.tensor([s.prompt_ids + s.response_ids])
@@ -163,6 +163,39 @@ def test_rescoring_at_temperature_uses_the_tempered_training_model(tmp_path):
     P = len(s.prompt_ids)
     want = [float(logp[P - 1 + j, tok]) for j, tok in enumerate(s.response_ids)]
     np.testing.assert_allclose(s.old_logprobs, want, rtol=1e-5, atol=1e-6)
+
+
+def test_one_pass_takes_pi_old_from_the_loss_forward_instead_of_a_rescoring_pass(tmp_path):
+    """inner_epochs=1 at T != 1: no separate no-grad pass; the update equals the rescored one."""
+    over = ("rollout.temperature=0.7", "algo.micro_batch=4", "rollout.group_size=8")
+    a = trainer(cfg_for(tmp_path / "a", *over, services={"grader": contains_e}))
+    b = trainer(cfg_for(tmp_path / "b", *over, services={"grader": contains_e}))
+    groups = a.rollout()[0]
+    calls = []
+    score = a._score
+    a._score = lambda model, samples: calls.append(len(samples)) or score(model, samples)
+    batch = a.make_batch(groups)
+    assert calls == [] and any(abs(s.advantages).max() > 0 for s in batch)
+    # b: the old way, pi_old rescored by a no-grad pass and read from the batch
+    rescored = copy.deepcopy(batch)
+    for s, lp in zip(rescored, b._score(b.model, rescored)):
+        s.old_logprobs = lp
+    b._old_from_forward = lambda: False
+    # a's stored pi_old is off by 0.5 nat: an update that read it would clip and differ
+    for s in batch:
+        s.old_logprobs = s.old_logprobs + 0.5
+    sa, sb = a.update(batch), b.update(rescored)
+    assert sa["clip_frac"] == 0.0 and sb["clip_frac"] < 1e-6
+    assert sa["loss"] == pytest.approx(sb["loss"], rel=1e-5, abs=1e-7)
+    moved = False
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+    for p0, pa in zip(trainer(cfg_for(tmp_path / "c", *over)).model.parameters(), a.model.parameters()):
+        moved |= not torch.equal(p0, pa)
+    assert moved
+    # more than one pass needs the stored pi_old, so there the batch is rescored
+    c = trainer(cfg_for(tmp_path / "d", *over, "algo.inner_epochs=2", services={"grader": contains_e}))
+    assert c._old_from_forward() is False and a._old_from_forward() is True
 
 
 # -- a third-party token-level shaper -----------------------------------------------------------
