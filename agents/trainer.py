@@ -132,7 +132,8 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         o = cfg.optim
         self.optimizer = torch.optim.AdamW(params, lr=o.lr, betas=(o.beta1, o.beta2),
-                                           weight_decay=o.weight_decay)
+                                           weight_decay=o.weight_decay,
+                                           fused=o.fused and _fused_adamw_supported(params))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.data_rng = np.random.default_rng([cfg.run.seed, self.rank])
         self.step = 0
@@ -501,6 +502,12 @@ class Trainer:
             self.policy.clear_cache()
         if hasattr(self.policy, "sync_weights"):
             self.policy.sync_weights(self.model)
+
+
+def _fused_adamw_supported(params: list[Any]) -> bool:
+    """Whether torch's fused AdamW takes these parameters: floating point, on CPU or CUDA."""
+    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
+                                for p in params)
 
 
 def _chunks(xs: list[int], n: int) -> list[list[int]]:

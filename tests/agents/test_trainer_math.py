@@ -198,6 +198,22 @@ def test_one_pass_takes_pi_old_from_the_loss_forward_instead_of_a_rescoring_pass
     assert c._old_from_forward() is False and a._old_from_forward() is True
 
 
+def test_fused_adamw_is_used_and_gives_the_for_loop_update(tmp_path):
+    over = ("optim.weight_decay=0.1", "optim.beta2=0.99", "rollout.group_size=8", "algo.micro_batch=4")
+    a = trainer(cfg_for(tmp_path / "a", *over, services={"grader": contains_e}))
+    b = trainer(cfg_for(tmp_path / "b", *over, "optim.fused=false", services={"grader": contains_e}))
+    assert a.optimizer.defaults["fused"] is True and not b.optimizer.defaults["fused"]
+    batch = a.make_batch(a.rollout()[0])
+    assert any(abs(s.advantages).max() > 0 for s in batch)
+    start = [p.detach().clone() for p in a.model.parameters()]
+    for _ in range(2):  # the second step reads the moments the first one stored
+        a.update(copy.deepcopy(batch))
+        b.update(copy.deepcopy(batch))
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-7)
+    assert any(not torch.equal(p0, pa) for p0, pa in zip(start, a.model.parameters()))
+
+
 # -- a third-party token-level shaper -----------------------------------------------------------
 def test_plugin_token_term_reaches_the_loss_exactly(tmp_path, real_reg, example_installed):
     coef = 0.5
