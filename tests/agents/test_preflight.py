@@ -274,7 +274,11 @@ def test_probe_is_bounded_when_dns_hangs(monkeypatch):
 
     from reasonenv.agents import hub_access
 
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(30))
+    def hang(*a, **k):  # then fail as a lookup would, so the late thread ends quietly
+        time.sleep(30)
+        raise OSError("name resolution timed out")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
     t0 = time.perf_counter()
     reason = hub_access.probe_hub(timeout=0.2)
     assert time.perf_counter() - t0 < 2.0 and "did not answer within 0.2 s" in reason
