@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Final
 
 #: Answer judged correct because the normalised strings are identical.
@@ -80,6 +80,11 @@ class Verdict:
             >>> sorted(Verdict(False, None, "3", None, "3", "no_answer").to_dict())[:3]
             ['correct', 'disagreement', 'error']
         """
-        d = asdict(self)
+        # Every field is a scalar, so a flat dict is what ``dataclasses.asdict`` would build,
+        # without its recursive copy (4x the time; called once per graded response).
+        d = {name: getattr(self, name) for name in _FIELDS}
         d["disagreement"] = self.disagreement
         return d
+
+
+_FIELDS: Final = tuple(f.name for f in fields(Verdict))

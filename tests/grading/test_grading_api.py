@@ -33,6 +33,19 @@ def test_verdict_to_dict_is_json() -> None:
         v.correct = False  # type: ignore[misc]  # frozen
 
 
+def test_verdict_to_dict_equals_asdict_plus_disagreement() -> None:
+    import dataclasses
+
+    from reasonenv.grading import Verdict
+
+    for v in (grade(r"\boxed{4}", "4"), grade("no answer here", "4"),
+              Verdict(True, "1", "1", "1", "1", "exact", second_opinion=False),
+              Verdict(False, None, "x", None, None, "error", reference_ok=False, timed_out=True,
+                      error="boom")):
+        want = {**dataclasses.asdict(v), "disagreement": v.disagreement}
+        assert v.to_dict() == want and list(v.to_dict()) == list(want)
+
+
 def test_verdict_fields() -> None:
     v = grade(r"Thus \boxed{\dfrac{1}{2}}.", "0.5")
     assert (v.correct, v.extracted, v.pred_normalized, v.ref_normalized, v.reason) == (
