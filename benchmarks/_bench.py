@@ -14,6 +14,28 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class NoEosTokenizer:
+    """The tokenizer without an EOS token: the policy never stops a row on EOS, so every response
+    runs to its token budget (``env.max_tokens``, or the benchmark's row length)."""
+
+    eos_token_id = None
+    eos_token = None
+
+    def __init__(self, tok: Any) -> None:
+        self._tok = tok
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_tok":  # not set yet (copy / pickle make the object without __init__)
+            raise AttributeError(name)
+        return getattr(self._tok, name)
+
+    def __call__(self, *a: Any, **kw: Any) -> Any:
+        return self._tok(*a, **kw)
+
+    def __len__(self) -> int:
+        return len(self._tok)
+
+
 def interleave(contenders: dict[str, Callable[[], dict[str, float]]], rounds: int,
                warmup: bool = True) -> dict[str, list[dict[str, float]]]:
     """Run each contender once per round, the order reversed every other round (A B C, C B A).

@@ -31,20 +31,18 @@ import tempfile
 import time
 from typing import Any
 
-from _bench import ROOT, interleave, load_lm, machine_note, measure, med, paired, peak_rss_mb
+from _bench import (
+    ROOT,
+    NoEosTokenizer,
+    interleave,
+    load_lm,
+    machine_note,
+    measure,
+    med,
+    paired,
+    peak_rss_mb,
+)
 from _docs import replace_section  # benchmarks/ is on sys.path when run as a script
-
-
-class NoEosTokenizer:
-    """The tokenizer with ``eos_token_id = None``: the policy never stops a row on EOS."""
-
-    eos_token_id = None
-
-    def __init__(self, tok: Any) -> None:
-        self._tok = tok
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._tok, name)
 
 
 def left_pad(ids: list[list[int]], pad: int) -> tuple[Any, Any]:

@@ -2,8 +2,8 @@
 
 The trainer's optimiser (``optim.fused``, on by default) is torch's fused AdamW, the default of
 transformers' Trainer and so of TRL. All three optimisers step the same parameters, with the
-same random gradients, in interleaved rounds (the order reversed every other round) after one
-warm-up step each, which allocates the moments; medians (min-max) over the rounds.
+same random gradients, in interleaved rounds (``_bench.interleave``: the order reversed every
+other round) after one warm-up step each, which allocates the moments; medians (min-max).
 
     .venv/bin/python benchmarks/optimizer_step.py --model smollm2-135m-instruct --rounds 7
 """
@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
-from _bench import load_lm, machine_note, med, paired
+from _bench import interleave, load_lm, machine_note, med, paired
 from _docs import replace_section
 
 
@@ -27,6 +26,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.rounds < 1:
         sys.exit(f"--rounds must be >= 1, got {args.rounds}")
+    if args.threads < 1:
+        sys.exit(f"--threads must be >= 1, got {args.threads}")
 
     import torch
 
@@ -40,22 +41,17 @@ def main() -> None:
              "foreach (`foreach=True`)": {"foreach": True},
              "fused (`fused=True`, the trainer's default)": {"fused": True}}
     opts = {k: torch.optim.AdamW(params, lr=1e-8, weight_decay=0.0, **kw) for k, kw in kinds.items()}
-    for o in opts.values():  # warm-up: the first step allocates the moments
-        o.step()
-    res: dict[str, list[float]] = {k: [] for k in opts}
+    # interleave's warm-up call is each optimiser's first step, which allocates its moments
+    res = interleave({k: lambda o=o: o.step() or {} for k, o in opts.items()}, args.rounds)
     names = list(opts)
-    for r in range(args.rounds):
-        for k in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
-            opts[k].step()
-            res[k].append(time.perf_counter() - t0)
-    base = res[names[0]]
+    walls = {k: [x["wall"] for x in res[k]] for k in names}
+    base = walls[names[0]]
     lines = [f"Model: {label}, {sum(p.numel() for p in params) / 1e6:.1f}M trainable parameters, "
              f"float32, {args.threads} torch thread(s); {args.rounds} interleaved rounds after one "
              f"warm-up step each. {machine_note()}.", "",
              "| AdamW | seconds per step | for-loop / this (paired) |", "|---|---|---|"]
     for k in names:
-        lines.append(f"| {k} | {med(res[k], '{:.3f}')} | {paired(base, res[k], '{:.2f}')}x |")
+        lines.append(f"| {k} | {med(walls[k], '{:.3f}')} | {paired(base, walls[k], '{:.2f}')}x |")
     cmd = " ".join([".venv/bin/python benchmarks/optimizer_step.py", *sys.argv[1:]])
     text = "\n".join([*lines, "", f"Reproduce: `{cmd}`"])
     print(text)

@@ -23,7 +23,7 @@ other round, after one warm-up update each; medians (min-max) over the rounds.
     .venv/bin/python benchmarks/update_cost.py --parts scaling --rounds 5
     .venv/bin/python benchmarks/update_cost.py --parts shapers --rounds 5
     .venv/bin/python benchmarks/update_cost.py --model smollm2-135m-instruct --parts scaling \
-        --B 1 --G 2 --L 16 --step-tokens 16 --rounds 2   # its own section
+        --B 1 --G 2 --L 16 --step-tokens 16 --rounds 3   # its own section
 """
 
 from __future__ import annotations
@@ -36,31 +36,10 @@ import tempfile
 import time
 from typing import Any
 
-from _bench import ROOT, load_lm, machine_note, med, paired, peak_rss_mb
+from _bench import ROOT, NoEosTokenizer, load_lm, machine_note, med, paired, peak_rss_mb
 from _docs import replace_section  # benchmarks/ is on sys.path when run as a script
 
 PHASES = ("generation", "env", "reference pass", "PRM pass", "prover", "forward-backward", "other")
-
-
-class NoEosTokenizer:
-    """The tokenizer without an EOS token: no response ends before ``env.max_tokens``."""
-
-    eos_token_id = None
-    eos_token = None
-
-    def __init__(self, tok: Any) -> None:
-        self._tok = tok
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_tok":  # not set yet (copy / pickle make the object without __init__)
-            raise AttributeError(name)
-        return getattr(self._tok, name)
-
-    def __call__(self, *a: Any, **kw: Any) -> Any:
-        return self._tok(*a, **kw)
-
-    def __len__(self) -> int:
-        return len(self._tok)
 
 
 class Clock:
